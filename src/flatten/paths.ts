@@ -1,0 +1,74 @@
+import { MalformedArchiveError, UnsafeEntryError } from '../errors.js';
+
+/**
+ * Paths inside the flattener are strings in which each char is one byte of the original
+ * name (latin1), so names that are not UTF-8 keep their bytes and map keys stay cheap.
+ * The root is the empty string.
+ */
+export type PathKey = string;
+
+export const ROOT: PathKey = '';
+
+/** Lexically cleans a tar entry name: `./a//b/` and `/a/b` become `a/b`; `..` may not leave the root. */
+export function normalizeEntryName(name: Buffer, what = 'entry'): string[] {
+  const parts = name.toString('latin1').split('/');
+  const out: string[] = [];
+  for (const part of parts) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) {
+        throw new UnsafeEntryError(
+          `refusing ${what} "${name.toString('utf8')}": it would land outside the root`,
+        );
+      }
+      out.pop();
+      continue;
+    }
+    out.push(part);
+  }
+  return out;
+}
+
+export function joinKey(components: readonly string[]): PathKey {
+  return components.join('/');
+}
+
+export function keyToBuffer(key: PathKey): Buffer {
+  return Buffer.from(key, 'latin1');
+}
+
+export function parentKey(key: PathKey): PathKey {
+  const slash = key.lastIndexOf('/');
+  return slash < 0 ? ROOT : key.slice(0, slash);
+}
+
+export function printable(key: PathKey): string {
+  return key === ROOT ? '.' : Buffer.from(key, 'latin1').toString('utf8');
+}
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+const AUFS_META_PREFIX = '.wh..wh.';
+
+export type WhiteoutKind =
+  | { kind: 'none' }
+  | { kind: 'whiteout'; name: string }
+  | { kind: 'opaque' }
+  | { kind: 'aufs-meta' };
+
+/** What a base name means under the OCI whiteout rules. */
+export function classifyName(base: string): WhiteoutKind {
+  if (!base.startsWith(WHITEOUT_PREFIX)) return { kind: 'none' };
+  if (base === OPAQUE_MARKER) return { kind: 'opaque' };
+  if (base.startsWith(AUFS_META_PREFIX)) return { kind: 'aufs-meta' };
+  const name = base.slice(WHITEOUT_PREFIX.length);
+  if (name === '' || name === '.' || name === '..') {
+    throw new MalformedArchiveError(`invalid whiteout entry "${base}"`);
+  }
+  return { kind: 'whiteout', name };
+}
+
+/** True when any component is aufs metadata (`.wh..wh.plnk/…`), which is never written. */
+export function isAufsMetaPath(components: readonly string[]): boolean {
+  return components.some((c) => c.startsWith(AUFS_META_PREFIX) && c !== OPAQUE_MARKER);
+}

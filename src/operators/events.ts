@@ -1,0 +1,104 @@
+/**
+ * What a pull reports while it runs (DESIGN.md §6): a union discriminated on `type`.
+ * `--progress json` writes exactly these, one per line.
+ */
+
+export interface PlatformInfo {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface LayerInfo {
+  index: number;
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+/** The reference was resolved to one image manifest. */
+export interface ResolvedEvent {
+  type: 'resolved';
+  reference: string;
+  /** Digest of the index or list when the tag pointed at one. */
+  indexDigest?: string;
+  manifestDigest: string;
+  manifestMediaType: string;
+  platform: PlatformInfo;
+  configDigest: string;
+  /** Base first. */
+  layers: LayerInfo[];
+}
+
+export interface LayerStartEvent {
+  type: 'layer-start';
+  index: number;
+  digest: string;
+  size: number;
+}
+
+/** Compressed bytes received for one layer; throttled. */
+export interface ProgressEvent {
+  type: 'progress';
+  index: number;
+  bytes: number;
+  total: number;
+}
+
+export interface LayerDoneEvent {
+  type: 'layer-done';
+  index: number;
+  bytesIn: number;
+  bytesOut: number;
+  entriesWritten: number;
+  entriesSkipped: number;
+}
+
+export interface RetryEvent {
+  type: 'retry';
+  what: string;
+  attempt: number;
+  reason: string;
+  delayMs: number;
+}
+
+export interface ResumeEvent {
+  type: 'resume';
+  index: number;
+  offset: number;
+}
+
+export interface RateLimitEvent {
+  type: 'rate-limit';
+  limit?: string;
+  remaining?: string;
+  retryAfterSeconds?: number;
+}
+
+export interface WarningEvent {
+  type: 'warning';
+  code: string;
+  message: string;
+}
+
+export interface DoneEvent {
+  type: 'done';
+  manifestDigest: string;
+  /** Compressed layer bytes received (all passes). */
+  bytesIn: number;
+  /** Uncompressed tar bytes produced. */
+  bytesOut: number;
+  entries: number;
+  seconds: number;
+}
+
+export type PullEvent =
+  | ResolvedEvent
+  | LayerStartEvent
+  | ProgressEvent
+  | LayerDoneEvent
+  | RetryEvent
+  | ResumeEvent
+  | RateLimitEvent
+  | WarningEvent
+  | DoneEvent;

@@ -1,0 +1,241 @@
+/**
+ * One registry's HTTP API: scheme choice, auth, redirects, status → error mapping.
+ * Requests go through an undici `Agent` composed with the redirect interceptor (undici 7
+ * refuses `maxRedirections` on `request`); that interceptor drops `Authorization` when a
+ * redirect changes origin, so blob redirects to a CDN never see our token.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { AbortError, AuthError, throwIfAborted } from '../errors.js';
+import { registryApiHost, type ImageReference } from '../reference/index.js';
+import { Authenticator, pullScope } from './auth.js';
+import { resolveCredentials, type Credentials } from './credentials.js';
+import { discardBody, redactUrl, responseError, toTransportError, type ResponseHeaders } from './http.js';
+
+export interface RegistryClientOptions {
+  /** Talk plain HTTP to this registry (`--plain-http`). */
+  plainHttp?: boolean;
+  /** Explicit credentials; otherwise the docker config is consulted. */
+  username?: string;
+  password?: string;
+  /** Directory holding the docker `config.json` (default `$DOCKER_CONFIG`, `~/.docker`). */
+  dockerConfigDir?: string;
+  /** Use this dispatcher instead of an own Agent (it should follow redirects itself). */
+  dispatcher?: Dispatcher;
+  userAgent?: string;
+  /** Redirects to follow per request (default 5). */
+  maxRedirections?: number;
+}
+
+export interface RegistryRequest {
+  /** Absolute path on the registry, `/v2/...`. */
+  path: string;
+  /** The repository whose pull scope the request needs. */
+  repository: string;
+  method?: 'GET' | 'HEAD';
+  headers?: Record<string, string>;
+  /** What is being fetched, for error messages ("manifest docker.io/library/alpine:3"). */
+  what: string;
+  signal?: AbortSignal;
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: ResponseHeaders;
+  /** The body; the caller must consume or destroy it. */
+  body: Readable;
+  /** The URL requested (before redirects). */
+  url: string;
+}
+
+const DEFAULT_USER_AGENT = 'oci-rootfs/0.1';
+
+/** `localhost`, `127.x.y.z`, `::1`: hosts docker lets fall back to plain HTTP. */
+export function isLoopbackHostname(hostname: string): boolean {
+  const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  return (
+    bare === 'localhost' ||
+    bare === '::1' ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)
+  );
+}
+
+/** The hostname part of `host[:port]` (IPv6 keeps its brackets). */
+export function hostnameOf(host: string): string {
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+  const colon = host.lastIndexOf(':');
+  return colon === -1 ? host : host.slice(0, colon);
+}
+
+interface Probe {
+  origin: string;
+  status: number;
+  headers: ResponseHeaders;
+  url: string;
+}
+
+export class RegistryClient {
+  /** The registry as referenced (`docker.io` for Docker Hub). */
+  readonly registry: string;
+  /** Where the API lives (`registry-1.docker.io` for Docker Hub). */
+  readonly apiHost: string;
+  readonly auth: Authenticator;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownAgent: Agent | undefined;
+  private readonly userAgent: string;
+  private probe: Promise<Probe> | undefined;
+
+  constructor(
+    registry: string,
+    private readonly options: RegistryClientOptions = {},
+  ) {
+    this.registry = registry;
+    this.apiHost = registryApiHost(registry);
+    this.userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
+    if (options.dispatcher !== undefined) {
+      this.dispatcher = options.dispatcher;
+    } else {
+      this.ownAgent = new Agent();
+      this.dispatcher = this.ownAgent.compose(
+        interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }),
+      );
+    }
+    this.auth = new Authenticator({
+      registry,
+      transport: {
+        ping: async (signal) => {
+          const probe = await this.ping(signal);
+          return { status: probe.status, headers: probe.headers, url: probe.url };
+        },
+        get: (url, headers, signal) => this.send(url.toString(), 'GET', headers, signal, 'token request'),
+      },
+      credentials: (signal) => this.credentials(signal),
+      isRealmAllowed: (realm) => this.isRealmAllowed(realm),
+    });
+  }
+
+  /** A client for the registry of `ref`. */
+  static for(ref: ImageReference, options?: RegistryClientOptions): RegistryClient {
+    return new RegistryClient(ref.registry, options);
+  }
+
+  /**
+   * Sends an authorised request and returns a 2xx response; anything else becomes the
+   * matching error. A 401 (or a 403 on a bearer token) refetches the token once.
+   */
+  async request(req: RegistryRequest): Promise<RegistryResponse> {
+    const { signal } = req;
+    throwIfAborted(signal);
+    const { origin } = await this.ping(signal);
+    const url = `${origin}${req.path}`;
+    const method = req.method ?? 'GET';
+    const scope = pullScope(req.repository);
+    for (let attempt = 0; ; attempt++) {
+      const authorization = await this.auth.authorization(scope, signal);
+      const headers: Record<string, string> = { ...req.headers };
+      if (authorization !== undefined) headers['authorization'] = authorization;
+      const response = await this.send(url, method, headers, signal, req.what);
+      const { status } = response;
+      if (status >= 200 && status < 300) return response;
+      const retryAuth =
+        attempt === 0 &&
+        (status === 401 || (status === 403 && authorization?.startsWith('Bearer ') === true));
+      if (retryAuth) {
+        discardBody(response.body);
+        this.auth.invalidate(scope, response.headers['www-authenticate']);
+        continue;
+      }
+      if (status >= 300 && status < 400) {
+        throw await responseError({ ...response, method, what: `${req.what}: too many redirects or no Location` });
+      }
+      const error = await responseError({ ...response, method, what: req.what });
+      if (error instanceof AuthError && authorization === undefined && status === 401) {
+        throw new AuthError(`${error.message} (no credentials found for ${this.registry})`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /** Closes the connections of the client's own agent. */
+  async close(): Promise<void> {
+    await this.ownAgent?.close();
+  }
+
+  /**
+   * Pings `/v2/` once per client: decides the scheme (https, or http for `plainHttp` and
+   * for loopback hosts whose HTTPS connection fails, as docker does) and gives the
+   * authenticator the challenge. A failed ping is forgotten so a retry pings again.
+   */
+  private ping(signal?: AbortSignal): Promise<Probe> {
+    if (this.probe === undefined) {
+      const attempt = this.doPing(signal);
+      this.probe = attempt;
+      attempt.catch(() => {
+        if (this.probe === attempt) this.probe = undefined;
+      });
+    }
+    return this.probe;
+  }
+
+  private async doPing(signal?: AbortSignal): Promise<Probe> {
+    const tryOrigin = async (origin: string): Promise<Probe> => {
+      const url = `${origin}/v2/`;
+      const response = await this.send(url, 'GET', {}, signal, `ping ${this.apiHost}`);
+      response.body.resume();
+      return { origin, status: response.status, headers: response.headers, url };
+    };
+    if (this.options.plainHttp === true) return tryOrigin(`http://${this.apiHost}`);
+    try {
+      return await tryOrigin(`https://${this.apiHost}`);
+    } catch (error) {
+      if (error instanceof AbortError || !isLoopbackHostname(hostnameOf(this.apiHost))) throw error;
+      try {
+        return await tryOrigin(`http://${this.apiHost}`);
+      } catch (httpError) {
+        if (httpError instanceof AbortError) throw httpError;
+        // Report the HTTPS failure: that is what the user asked for.
+        throw error;
+      }
+    }
+  }
+
+  private async send(
+    url: string,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<RegistryResponse> {
+    try {
+      const response = await request(url, {
+        method,
+        headers: { 'user-agent': this.userAgent, ...headers },
+        dispatcher: this.dispatcher,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      return { status: response.statusCode, headers: response.headers, body: response.body, url };
+    } catch (error) {
+      if (signal?.aborted === true) throw new AbortError({ cause: signal.reason });
+      throw toTransportError(error, `${what} (${redactUrl(url)})`);
+    }
+  }
+
+  private credentials(signal?: AbortSignal): Promise<Credentials | undefined> {
+    return resolveCredentials(this.registry, {
+      ...(this.options.username === undefined ? {} : { username: this.options.username }),
+      ...(this.options.password === undefined ? {} : { password: this.options.password }),
+      ...(this.options.dockerConfigDir === undefined ? {} : { dockerConfigDir: this.options.dockerConfigDir }),
+      ...(signal === undefined ? {} : { signal }),
+    });
+  }
+
+  /** Token realms: https, loopback, or the very host the registry is spoken to in plain HTTP. */
+  private isRealmAllowed(realm: URL): boolean {
+    if (realm.protocol === 'https:') return true;
+    if (isLoopbackHostname(realm.hostname)) return true;
+    return this.options.plainHttp === true && realm.hostname === hostnameOf(this.apiHost).toLowerCase();
+  }
+}

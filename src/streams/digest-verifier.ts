@@ -1,0 +1,80 @@
+/**
+ * A pass-through that hashes and counts the bytes flowing by and, at EOF, fails unless
+ * they match the descriptor (go-containerregistry's `verify.ReadCloser`). Too many bytes
+ * fail at once, without waiting for EOF: a registry that streams forever must not win.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { DigestMismatchError, ManifestError, SizeMismatchError } from '../errors.js';
+
+export interface DigestVerifierOptions {
+  /** `algorithm:hex` (sha256, sha384 or sha512). */
+  digest: string;
+  /** Expected byte count; unchecked when absent. */
+  size?: number;
+  /** What the bytes are, for error messages (default: the digest). */
+  what?: string;
+}
+
+const ALGORITHMS = new Set(['sha256', 'sha384', 'sha512']);
+
+export class DigestVerifier extends Transform {
+  readonly expectedDigest: string;
+  readonly expectedSize: number | undefined;
+  private readonly hash: Hash;
+  private readonly algorithm: string;
+  private readonly what: string;
+  private count = 0;
+  private actual: string | undefined;
+
+  constructor(options: DigestVerifierOptions) {
+    super();
+    const colon = options.digest.indexOf(':');
+    this.algorithm = colon === -1 ? '' : options.digest.slice(0, colon);
+    if (!ALGORITHMS.has(this.algorithm)) {
+      throw new ManifestError(`cannot verify the digest "${options.digest}"`);
+    }
+    this.expectedDigest = options.digest;
+    this.expectedSize = options.size;
+    this.what = options.what ?? options.digest;
+    this.hash = createHash(this.algorithm);
+  }
+
+  /** Bytes seen so far. */
+  get bytes(): number {
+    return this.count;
+  }
+
+  /** The digest of what passed, once the stream has ended. */
+  get actualDigest(): string | undefined {
+    return this.actual;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.count += chunk.length;
+    if (this.expectedSize !== undefined && this.count > this.expectedSize) {
+      callback(new SizeMismatchError(this.what, this.expectedSize, this.count));
+      return;
+    }
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.expectedSize !== undefined && this.count !== this.expectedSize) {
+      callback(new SizeMismatchError(this.what, this.expectedSize, this.count));
+      return;
+    }
+    this.actual = `${this.algorithm}:${this.hash.digest('hex')}`;
+    if (this.actual !== this.expectedDigest) {
+      callback(new DigestMismatchError(this.what, this.expectedDigest, this.actual, this.count));
+      return;
+    }
+    callback();
+  }
+}
+
+/** A {@link DigestVerifier} for `descriptor`; pipe the bytes through it. */
+export function verifyDigestStream(options: DigestVerifierOptions): DigestVerifier {
+  return new DigestVerifier(options);
+}

@@ -1,0 +1,407 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, linkSync, writeFileSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { encodeHeader, END_OF_ARCHIVE, paddingFor, readTar } from '../../src/streams/tar/index.js';
+import type { TarHeader } from '../../src/streams/tar/index.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const work = mkdtempSync(join(tmpdir(), 'tar-writer-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+let dirCount = 0;
+function freshDir(): string {
+  const dir = join(work, `d${dirCount++}`);
+  mkdirSync(dir);
+  return dir;
+}
+
+/** A header with defaults; the byte fields may be given as strings. */
+type HeaderInit = Omit<Partial<TarHeader>, 'name' | 'linkname' | 'uname' | 'gname'> & {
+  name: Buffer | string;
+  linkname?: Buffer | string;
+  uname?: Buffer | string;
+  gname?: Buffer | string;
+};
+
+function header(fields: HeaderInit): TarHeader {
+  const bytes = (v: Buffer | string | undefined): Buffer => (typeof v === 'string' ? Buffer.from(v) : (v ?? Buffer.alloc(0)));
+  return {
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 1_700_000_000,
+    devmajor: 0,
+    devminor: 0,
+    pax: [],
+    ...fields,
+    name: bytes(fields.name),
+    linkname: bytes(fields.linkname),
+    uname: bytes(fields.uname),
+    gname: bytes(fields.gname),
+  };
+}
+
+type Entry = [TarHeader, (Buffer | undefined)?];
+
+function archive(entries: Entry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [h, body] of entries) {
+    parts.push(encodeHeader(h));
+    if (body !== undefined) parts.push(body, paddingFor(body.length));
+  }
+  parts.push(END_OF_ARCHIVE);
+  return Buffer.concat(parts);
+}
+
+async function readAll(data: Buffer): Promise<Array<{ header: TarHeader; body: Buffer }>> {
+  const out: Array<{ header: TarHeader; body: Buffer }> = [];
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < data.length; i += 4096) yield data.subarray(i, i + 4096);
+  }
+  for await (const entry of readTar(chunks())) {
+    const body: Buffer[] = [];
+    for await (const piece of entry.body()) body.push(piece);
+    out.push({ header: entry.header, body: Buffer.concat(body) });
+  }
+  return out;
+}
+
+/** Splits a PAX payload into records, checking that each length prefix is exact. */
+function paxRecords(payload: Buffer): Array<[string, Buffer]> {
+  const records: Array<[string, Buffer]> = [];
+  let pos = 0;
+  while (pos < payload.length) {
+    const space = payload.indexOf(0x20, pos);
+    const length = Number(payload.toString('latin1', pos, space));
+    const record = payload.subarray(pos, pos + length);
+    expect(record[record.length - 1]).toBe(0x0a);
+    const equals = record.indexOf(0x3d);
+    records.push([record.toString('utf8', space - pos + 1, equals), Buffer.from(record.subarray(equals + 1, record.length - 1))]);
+    pos += length;
+  }
+  return records;
+}
+
+/** The PAX `x` header, records and ustar block of one encoded header. */
+function split(encoded: Buffer): { pax: Buffer | undefined; records: Array<[string, Buffer]>; ustar: Buffer } {
+  const ustar = encoded.subarray(encoded.length - 512);
+  if (encoded.length === 512) return { pax: undefined, records: [], ustar };
+  const pax = encoded.subarray(0, 512);
+  const size = parseInt(pax.toString('latin1', 124, 135), 8);
+  return { pax, records: paxRecords(encoded.subarray(512, 512 + size)), ustar };
+}
+
+const field = (block: Buffer, offset: number, length: number): string => {
+  const raw = block.subarray(offset, offset + length);
+  const nul = raw.indexOf(0);
+  return raw.toString('latin1', 0, nul < 0 ? length : nul);
+};
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+// ---------------------------------------------------------------------------------------------
+
+describe('encodeHeader', () => {
+  it('writes the same bytes as GNU tar --format=ustar for every entry type', async () => {
+    const dir = freshDir();
+    const tree = join(dir, 'tree');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    writeFileSync(join(tree, 'sub', 'file'), Buffer.alloc(1500, 'x'));
+    execFileSync('chmod', ['4755', join(tree, 'sub', 'file')]);
+    linkSync(join(tree, 'sub', 'file'), join(tree, 'hard'));
+    symlinkSync('sub/file', join(tree, 'sym'));
+    execFileSync('mknod', [join(tree, 'null'), 'c', '1', '3']);
+    execFileSync('mkfifo', [join(tree, 'fifo')]);
+    execFileSync('chmod', ['3777', join(tree, 'sub')]);
+    const gnu = execFileSync('/usr/bin/tar', ['--format=ustar', '--sort=name', '--owner=alice:1000', '--group=users:100', '--mtime=@1700000000', '-cf', '-', 'tree'], { cwd: dir });
+    const entries = await readAll(gnu);
+    expect(entries.map((e) => `${e.header.type}:${e.header.name.toString()}`)).toEqual([
+      'directory:tree',
+      'fifo:tree/fifo',
+      'file:tree/hard',
+      'character-device:tree/null',
+      'directory:tree/sub',
+      'link:tree/sub/file',
+      'symlink:tree/sym',
+    ]);
+    expect(entries.find((e) => e.header.type === 'directory' && e.header.name.toString() === 'tree/sub')?.header.mode).toBe(0o3777);
+    const ours = archive(entries.map((e): Entry => [e.header, e.header.type === 'file' ? e.body : undefined]));
+    // GNU tar pads the archive to its 10 KiB record; everything before is ours, byte for byte.
+    expect(ours.equals(gnu.subarray(0, ours.length))).toBe(true);
+    expect(gnu.subarray(ours.length).every((b) => b === 0)).toBe(true);
+  });
+
+  it('uses the ustar prefix for a long ASCII name that splits at a slash', () => {
+    const name = `${'p'.repeat(150)}/${'n'.repeat(99)}`;
+    const encoded = encodeHeader(header({ name }));
+    expect(encoded.length).toBe(512);
+    expect(field(encoded, 0, 100)).toBe('n'.repeat(99));
+    expect(field(encoded, 345, 155)).toBe('p'.repeat(150));
+  });
+
+  it('writes the trailing slash of a directory and splits it like Go does', () => {
+    expect(field(encodeHeader(header({ name: 'a/b', type: 'directory' })), 0, 100)).toBe('a/b/');
+    const long = encodeHeader(header({ name: `${'p'.repeat(60)}/${'q'.repeat(60)}`, type: 'directory' }));
+    expect(long.length).toBe(512);
+    expect([field(long, 345, 155), field(long, 0, 100)]).toEqual(['p'.repeat(60), `${'q'.repeat(60)}/`]);
+  });
+
+  it('moves to PAX what does not fit, leaving 0 in the numeric ustar fields', () => {
+    const name = `${'a'.repeat(120)}/${'b'.repeat(120)}/${'c'.repeat(120)}`;
+    const encoded = encodeHeader(
+      header({
+        name,
+        type: 'symlink',
+        linkname: 't'.repeat(101),
+        uid: 0o7777777 + 1,
+        gid: 4_294_967_294,
+        mtime: -1,
+        uname: 'u'.repeat(33),
+        gname: 'g'.repeat(32),
+      }),
+    );
+    const { pax, records, ustar } = split(encoded);
+    expect(pax).toBeDefined();
+    expect(records.map(([k, v]) => [k, v.toString()])).toEqual([
+      ['path', name],
+      ['uid', '2097152'],
+      ['gid', '4294967294'],
+      ['mtime', '-1'],
+      ['linkpath', 't'.repeat(101)],
+      ['uname', 'u'.repeat(33)],
+    ]);
+    expect([field(ustar, 108, 8), field(ustar, 116, 8), field(ustar, 136, 12)]).toEqual(['0000000', '0000000', '00000000000']);
+    expect(field(ustar, 297, 32)).toBe('g'.repeat(32)); // 32 bytes fit, without a NUL
+    expect(field(ustar, 0, 100)).toBe(name.slice(0, 100)); // a hint for readers without PAX
+  });
+
+  it('writes a PAX size for a body beyond 8 GiB', () => {
+    const { records, ustar } = split(encodeHeader(header({ name: 'huge', size: 0o77777777777 + 1 })));
+    expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['size', String(0o77777777777 + 1)]]);
+    expect(field(ustar, 124, 12)).toBe('00000000000');
+    expect(split(encodeHeader(header({ name: 'max', size: 0o77777777777 }))).records).toEqual([]);
+  });
+
+  it('writes large device numbers as SCHILY records', () => {
+    const { records } = split(encodeHeader(header({ name: 'dev', type: 'block-device', devmajor: 0o10000000, devminor: 7 })));
+    expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['SCHILY.devmajor', '2097152']]);
+  });
+
+  it('announces a non-UTF-8 path with hdrcharset=BINARY as the first record, and not a UTF-8 one', () => {
+    const binary = split(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]), pax: [['comment', Buffer.from('c')]] })));
+    expect(binary.records).toEqual([
+      ['hdrcharset', Buffer.from('BINARY')],
+      ['path', Buffer.from([0x6e, 0xff, 0xfe])],
+      ['comment', Buffer.from('c')],
+    ]);
+    expect(field(binary.ustar, 0, 100)).toBe('n');
+    const unicode = split(encodeHeader(header({ name: 'héllo-✓' })));
+    expect(unicode.records).toEqual([['path', Buffer.from('héllo-✓')]]);
+    const linkOnly = split(encodeHeader(header({ name: 'l', type: 'symlink', linkname: Buffer.from([0xc3]) })));
+    expect(linkOnly.records.map(([k]) => k)).toEqual(['hdrcharset', 'linkpath']);
+  });
+
+  it('counts its own digits in every PAX record length', () => {
+    // Value sizes around the 9/10 and 99/100 and 999/1000 boundaries.
+    for (const size of [0, 1, 2, 3, 4, 5, 85, 86, 87, 88, 89, 90, 985, 986, 987, 988, 989]) {
+      const value = Buffer.alloc(size, 0xff);
+      const { records } = split(encodeHeader(header({ name: 'f', pax: [['k', value]] })));
+      expect(records).toEqual([['k', value]]);
+    }
+  });
+
+  it('names its PAX header deterministically after the entry', () => {
+    const one = encodeHeader(header({ name: `dir/${'x'.repeat(300)}`, mtime: 5 }));
+    const two = encodeHeader(header({ name: `dir/${'x'.repeat(300)}`, mtime: 5 }));
+    expect(one.equals(two)).toBe(true);
+    const { pax } = split(one);
+    expect(field(pax!, 0, 100)).toBe(`dir/PaxHeaders.0/${'x'.repeat(300)}`.slice(0, 100));
+    expect(pax![156]).toBe(0x78);
+    expect([field(pax!, 100, 8), field(pax!, 108, 8), field(pax!, 136, 12), field(pax!, 257, 6), field(pax!, 263, 2)]).toEqual([
+      '0000644',
+      '0000000',
+      '00000000000',
+      'ustar',
+      '00',
+    ]);
+  });
+
+  it('keeps a fractional mtime record from the reader instead of generating one', () => {
+    const { records, ustar } = split(encodeHeader(header({ name: 'f', mtime: -3, pax: [['mtime', Buffer.from('-2.5')]] })));
+    expect(records).toEqual([['mtime', Buffer.from('-2.5')]]);
+    expect(field(ustar, 136, 12)).toBe('00000000000');
+  });
+
+  it('writes only the permission, setuid, setgid and sticky bits', () => {
+    expect(field(encodeHeader(header({ name: 'f', mode: 0o107755 })), 100, 8)).toBe('0007755');
+  });
+
+  it('refuses headers it cannot write faithfully', () => {
+    expect(() => encodeHeader(header({ name: 'a\0b' }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'd', type: 'directory', size: 1 }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', uid: -1 }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', mtime: 1.5 }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', pax: [['a=b', Buffer.from('c')]] }))).toThrow(RangeError);
+  });
+});
+
+describe('paddingFor and END_OF_ARCHIVE', () => {
+  it('pads to the next 512-byte boundary with zeros', () => {
+    expect([0, 1, 511, 512, 513, 1024, 2 ** 33 + 3].map((n) => paddingFor(n).length)).toEqual([0, 511, 1, 0, 511, 0, 509]);
+    expect(paddingFor(1).every((b) => b === 0)).toBe(true);
+    expect(END_OF_ARCHIVE.length).toBe(1024);
+    expect(END_OF_ARCHIVE.every((b) => b === 0)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Other readers of what we write
+
+const capability = Buffer.from([
+  0x01, 0x00, 0x00, 0x02, // revision 2, effective
+  0x00, 0x04, 0x00, 0x00, // permitted: cap_net_bind_service
+  0xff, 0xff, 0xff, 0xff, // inheritable: capabilities 0..31
+  0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00,
+]);
+const nonUtf8 = Buffer.from([0x62, 0x69, 0x6e, 0xff, 0xfe]); // "bin\xff\xfe"
+const over100 = `${'l'.repeat(60)}/${'m'.repeat(60)}`;
+const over255 = `${'x'.repeat(100)}/${'y'.repeat(100)}/${'z'.repeat(100)}`;
+const target200 = `${'t'.repeat(99)}/${'u'.repeat(100)}`;
+
+/** Every feature the DESIGN asks of the writer, in one archive. */
+function kitchenSink(): Entry[] {
+  return [
+    [header({ name: 'root', type: 'directory', mode: 0o755 })],
+    [header({ name: `root/${over100}`, size: 3, uid: 262_144, gid: 262_144 }), Buffer.from('100')],
+    [header({ name: `root/${over255}`, size: 3, uid: 2_097_152, gid: 2_097_152 }), Buffer.from('255')],
+    [header({ name: Buffer.concat([Buffer.from('root/'), nonUtf8]), size: 4, uid: 4_294_967_294, gid: 4_294_967_294 }), Buffer.from('bin!')],
+    [header({ name: 'root/ünïcødé-✓', size: 7, mode: 0o640, uname: 'alice', gname: 'users', uid: 1000, gid: 100 }), Buffer.from('unicode')],
+    [header({ name: 'root/setuid', size: 1, mode: 0o4755 }), Buffer.from('s')],
+    [header({ name: 'root/setgid', size: 1, mode: 0o2755 }), Buffer.from('g')],
+    [header({ name: 'root/sticky', type: 'directory', mode: 0o1777 })],
+    [header({ name: 'root/symlink', type: 'symlink', mode: 0o777, linkname: target200 })],
+    [header({ name: 'root/hardlink', type: 'link', linkname: 'root/setuid' })],
+    [header({ name: 'root/null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 })],
+    [header({ name: 'root/fifo', type: 'fifo', mode: 0o600 })],
+    [header({ name: 'root/cap', size: 4, mode: 0o755, pax: [['SCHILY.xattr.security.capability', capability]] }), Buffer.from('caps')],
+  ];
+}
+
+describe('what our writer produces, read by others', () => {
+  it('round-trips through our reader, byte for byte', async () => {
+    const entries = kitchenSink();
+    const read = await readAll(archive(entries));
+    expect(read.length).toBe(entries.length);
+    for (const [i, [h, body]] of entries.entries()) {
+      expect(read[i]!.header).toEqual(h);
+      expect(read[i]!.body.equals(body ?? Buffer.alloc(0))).toBe(true);
+    }
+  });
+
+  it('is read by tar-stream (ASCII names, ids that fit ustar)', async () => {
+    // tar-stream decodes PAX paths as UTF-8 and ignores PAX uid/gid (DESIGN.md §3).
+    const entries = kitchenSink().filter(
+      ([h]) => /^[\x20-\x7e]*$/.test(h.name.toString('latin1')) && h.pax.length === 0 && h.uid <= 0o7777777,
+    );
+    expect(entries.length).toBe(9);
+    const extract = tar.extract();
+    Readable.from([archive(entries)]).pipe(extract);
+    const seen: Array<Record<string, unknown>> = [];
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      const { name, type, mode, uid, gid, size, linkname, devmajor, devminor, mtime } = entry.header;
+      seen.push({ name, type, mode, uid, gid, size, linkname, devmajor, devminor, mtime: mtime?.getTime(), body: Buffer.concat(chunks).toString() });
+    }
+    expect(seen).toEqual(
+      entries.map(([h, body]) => ({
+        name: h.name.toString() + (h.type === 'directory' ? '/' : ''),
+        type: h.type,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        size: h.type === 'file' ? h.size : 0,
+        linkname: h.type === 'link' || h.type === 'symlink' ? h.linkname.toString() : null,
+        devmajor: h.devmajor,
+        devminor: h.devminor,
+        mtime: h.mtime * 1000,
+        body: body?.toString() ?? '',
+      })),
+    );
+  });
+
+  it('is listed by GNU tar and bsdtar with the right names, owners, modes and link targets', () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'sink.tar'), archive(kitchenSink()));
+    const gnu = execFileSync('/usr/bin/tar', ['--numeric-owner', '-tvf', 'sink.tar'], { cwd: dir, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+    const bsd = execFileSync('/usr/bin/bsdtar', ['--numeric-owner', '-tvf', 'sink.tar'], { cwd: dir, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+    for (const listing of [gnu, bsd]) {
+      const text = listing.toString('latin1');
+      // GNU: "mode uid/gid size", bsdtar: "mode nlink uid gid size".
+      const owners = (id: number): RegExp => new RegExp(`-rw-r--r-- +(0 +)?${id}[/ ]+${id} `);
+      expect(text).toMatch(owners(262_144));
+      expect(text).toMatch(owners(2_097_152));
+      expect(text).toMatch(owners(4_294_967_294));
+      expect(text).toMatch(/-rwsr-xr-x .*root\/setuid/);
+      expect(text).toMatch(/-rwxr-sr-x .*root\/setgid/);
+      expect(text).toMatch(/drwxrwxrwt .*root\/sticky/);
+      expect(text).toMatch(/crw-rw-rw- .* 1,\s*3 .*root\/null/);
+      expect(text).toMatch(/prw------- .*root\/fifo/);
+      expect(text).toContain(`root/${over100}`);
+      expect(text).toContain(`root/${over255}`);
+      expect(text).toContain(`root/symlink -> ${target200}`);
+      expect(text).toMatch(/root\/hardlink link to root\/setuid/);
+      expect(listing.includes(Buffer.from('ünïcødé-✓'))).toBe(true);
+      // Both escape the bytes that are not UTF-8, in octal: the raw bytes came through.
+      expect(text).toContain('root/bin\\377\\376');
+    }
+  });
+
+  it('is extracted by GNU tar and bsdtar with the same bytes, modes, owners, links, devices and xattr', async () => {
+    for (const tool of ['/usr/bin/tar', '/usr/bin/bsdtar']) {
+      const dir = freshDir();
+      writeFileSync(join(dir, 'sink.tar'), archive(kitchenSink()));
+      mkdirSync(join(dir, 'out'));
+      const xattrs = tool === '/usr/bin/tar' ? ['--xattrs', '--xattrs-include=*'] : ['--xattrs'];
+      execFileSync(tool, [...xattrs, '--numeric-owner', '-xpf', '../sink.tar'], { cwd: join(dir, 'out') });
+      const root = join(dir, 'out', 'root');
+      const names = readdirSync(root, { encoding: 'buffer' });
+      expect(names.some((n) => n.equals(nonUtf8))).toBe(true);
+      expect(readFileSync(Buffer.from(`${root}/${nonUtf8.toString('latin1')}`, 'latin1')).toString()).toBe('bin!');
+      const nonUtf8Stat = lstatSync(Buffer.from(`${root}/${nonUtf8.toString('latin1')}`, 'latin1'));
+      expect([nonUtf8Stat.uid, nonUtf8Stat.gid]).toEqual([4_294_967_294, 4_294_967_294]);
+      expect(readFileSync(join(root, over255)).toString()).toBe('255');
+      expect(lstatSync(join(root, over255)).uid).toBe(2_097_152);
+      expect(lstatSync(join(root, over100)).gid).toBe(262_144);
+      expect(readFileSync(join(root, 'ünïcødé-✓')).toString()).toBe('unicode');
+      expect(lstatSync(join(root, 'setuid')).mode & 0o7777).toBe(0o4755);
+      expect(lstatSync(join(root, 'setgid')).mode & 0o7777).toBe(0o2755);
+      expect(lstatSync(join(root, 'sticky')).mode & 0o7777).toBe(0o1777);
+      expect(readlinkSync(join(root, 'symlink'))).toBe(target200);
+      expect(lstatSync(join(root, 'hardlink')).ino).toBe(lstatSync(join(root, 'setuid')).ino);
+      const device = lstatSync(join(root, 'null'));
+      expect([device.isCharacterDevice(), device.rdev]).toEqual([true, (1 << 8) | 3]);
+      expect(lstatSync(join(root, 'fifo')).isFIFO()).toBe(true);
+      // The xattr, as the filesystem now holds it, archived again by GNU tar and read by us.
+      utimesSync(join(root, 'cap'), 1, 1);
+      const again = execFileSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '--format=posix', '-cf', '-', 'cap'], { cwd: root });
+      const [cap] = await readAll(again);
+      const stored = cap!.header.pax.find(([k]) => k === 'SCHILY.xattr.security.capability');
+      expect(stored?.[1].equals(capability)).toBe(true);
+      expect(execFileSync('/usr/sbin/getcap', [join(root, 'cap')]).toString()).toContain('cap_net_bind_service');
+    }
+  });
+
+  it('gives the same sha256 for the same entries', () => {
+    expect(sha256(archive(kitchenSink()))).toBe(sha256(archive(kitchenSink())));
+  });
+});
