@@ -8,7 +8,6 @@ import { pipeline } from 'node:stream';
 import { InvalidArgumentError, type Command } from 'commander';
 import { AbortError, ExitCode, UsageError } from '../errors.js';
 import type { PullOptions } from '../operators/pull-options.js';
-import { pullRootfs } from '../operators/pull-rootfs.js';
 import { createCompressor, formatFromPath } from '../streams/compress.js';
 import {
   TERMINAL_REFUSAL,
@@ -100,6 +99,9 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
   try {
+    // Loaded here rather than at the top so --help, --version and usage errors do not pay
+    // for the registry client, undici and rxjs at startup.
+    const { pullRootfs } = await import('../operators/pull-rootfs.js');
     const tar = pullRootfs(reference, pullOptions(options, password, controller.signal));
     // On any error pipeline() destroys every stage, so the compressor never writes its
     // trailer and the consumer sees the error: the output stays visibly incomplete.

@@ -2,7 +2,7 @@ import { HardlinkTargetError, MalformedArchiveError, throwIfAborted } from '../e
 import { readTar } from '../streams/tar/reader.js';
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor } from '../streams/tar/writer.js';
-import { LinkWatches, mergeGroups, newGroup, type LinkGroup } from './hardlinks.js';
+import { LinkWatches, mergeGroups, newGroup, type LinkGroup, type LinkMember } from './hardlinks.js';
 import {
   classifyName,
   isAufsMetaPath,
@@ -59,6 +59,8 @@ interface LayerRecord {
   written: boolean;
   /** For links: the inode they share. For others: set once something links to them. */
   group: LinkGroup | undefined;
+  /** For a surviving link not written yet. */
+  member?: LinkMember;
 }
 
 /** Everything about the layer being streamed that later entries of the same layer need. */
@@ -71,6 +73,12 @@ class LayerState {
   /** Bodies of hidden files, kept within the budget for later same-layer hardlinks. */
   readonly hiddenBodies = new Map<number, Buffer>();
   hiddenBytes = 0;
+  /**
+   * Links of higher layers that found their target at a path of this layer. A later
+   * duplicate of that path in the same layer is what they really refer to: they are
+   * written again after it.
+   */
+  readonly watchHits = new Map<PathKey, Array<LinkMember>>();
   /** Groups whose source body was not kept: the layer is read again for them. */
   readonly refetch = new Map<number, LinkGroup>();
   written = 0;
@@ -230,7 +238,15 @@ class Flattener {
     }
 
     const isDir = header.type === 'directory';
-    const verdict = this.visibility.judge(path, layer);
+    this.visibility.markParentsNeeded(path.slice(0, -1), layer);
+    let verdict = this.visibility.judge(path, layer);
+    if (!isDir && verdict !== 'hidden' && this.visibility.hasHigherDescendants(path, layer)) {
+      // Higher layers put entries below this path, so base first it must have become a
+      // directory again later in this layer: writing it would make an extractor replace a
+      // non-empty directory. It still replaced what lower layers had below it.
+      verdict = 'shadowed';
+    }
+    if (!isDir && verdict === 'shadowed') this.visibility.recordCover(path, layer);
     if (verdict === 'visible') {
       const earlier = this.visibility.writtenInLayer(path, layer);
       if (!isDir && earlier && (earlier.dir || earlier.hasChildren)) {
@@ -249,20 +265,22 @@ class Flattener {
     if (header.type === 'link') {
       const targetKey = joinKey(linkTarget ?? []);
       const group = this.targetGroup(targetKey, key, state);
-      state.records.set(key, { ordinal: entry.ordinal, header: out, written, group });
+      const record: LayerRecord = { ordinal: entry.ordinal, header: out, written, group };
+      state.records.set(key, record);
       if (written) {
-        group.members.push({ key, header: out });
+        record.member = { key, header: out };
+        group.members.push(record.member);
         state.written++;
       } else state.skipped++;
-      mergeGroups(group, this.watches.take(key, layer));
+      mergeGroups(group, this.takeWatchers(key, state));
       yield* this.flushGroup(group, state);
       return;
     }
 
     const record: LayerRecord = { ordinal: entry.ordinal, header: out, written, group: undefined };
     state.records.set(key, record);
-    const watchers = isDir ? [] : this.watches.take(key, layer);
-    if (isDir && this.watches.take(key, layer).length > 0) {
+    const watchers = isDir ? [] : this.takeWatchers(key, state);
+    if (isDir && this.takeWatchers(key, state).length > 0) {
       throw new HardlinkTargetError(`layer ${layer}: hardlink target "${printable(key)}" is a directory`);
     }
     if (written) {
@@ -276,7 +294,7 @@ class Flattener {
       return;
     }
     state.skipped++;
-    if (watchers.length === 0 || watchers.every((g) => g.members.length === 0)) {
+    if (watchers.every((g) => g.members.every((m) => m.cancelled))) {
       if (watchers.length > 0) {
         const group = (record.group = this.groupOf(record, key, state));
         mergeGroups(group, watchers);
@@ -287,10 +305,30 @@ class Flattener {
     // Hidden here, but links above keep this content: the first one carries the bytes now.
     const group = (record.group = this.groupOf(record, key, state));
     mergeGroups(group, watchers);
-    const first = group.members.shift() as { key: PathKey; header: TarHeader };
+    dropCancelled(group);
+    const first = group.members.shift() as LinkMember;
     yield* this.writeEntry({ ...out, name: keyToBuffer(first.key) }, entry);
     this.markWritten(group, first.key);
     yield* this.flushGroup(group, state);
+  }
+
+  /** The groups of higher layers waiting for `key`, including those a same-layer duplicate takes over. */
+  private takeWatchers(key: PathKey, state: LayerState): LinkGroup[] {
+    const groups = this.watches.take(key, state.index);
+    const earlier = state.watchHits.get(key);
+    if (earlier) {
+      // Written already, or still waiting in a group that no longer owns them: either way
+      // they are written again, after this entry.
+      const again = newGroup(state.index + 1);
+      for (const member of earlier) {
+        if (member.cancelled) continue;
+        member.cancelled = true;
+        again.members.push({ key: member.key, header: member.header });
+      }
+      groups.push(again);
+    }
+    if (groups.length > 0) state.watchHits.set(key, groups.flatMap((g) => g.members));
+    return groups;
   }
 
   /** The group a hardlink to `target` joins, as the target stands at this point of the layer. */
@@ -326,7 +364,6 @@ class Flattener {
   private markWritten(group: LinkGroup, key: PathKey): void {
     group.writtenPaths.push(key);
     group.outputPath ??= key;
-    group.source = undefined;
   }
 
   /**
@@ -335,17 +372,19 @@ class Flattener {
    */
   private displaceOutputPath(key: PathKey, state: LayerState): void {
     const previous = state.records.get(key);
+    if (previous?.member) previous.member.cancelled = true;
     const group = previous?.group;
     if (!group || !group.writtenPaths.includes(key)) return;
     group.writtenPaths = group.writtenPaths.filter((p) => p !== key);
     group.outputPath = group.writtenPaths[0];
-    if (group.outputPath === undefined && previous.header.type !== 'link') {
+    if (group.source === undefined && previous.header.type !== 'link') {
       group.source = { layer: state.index, ordinal: previous.ordinal, header: previous.header };
     }
   }
 
   /** Writes what a group can write now: links to its output path, or a copy of its source. */
   private async *flushGroup(group: LinkGroup, state: LayerState): AsyncGenerator<Buffer> {
+    dropCancelled(group);
     if (group.members.length === 0) return;
     if (group.outputPath === undefined) {
       const source = group.source;
@@ -355,7 +394,7 @@ class Flattener {
         state.refetch.set(source.ordinal, group);
         return;
       }
-      const first = group.members.shift() as { key: PathKey; header: TarHeader };
+      const first = group.members.shift() as LinkMember;
       this.push(encodeHeader({ ...source.header, name: keyToBuffer(first.key) }));
       this.push(body);
       this.push(paddingFor(body.length));
@@ -383,6 +422,7 @@ class Flattener {
         const group = state.refetch.get(entry.ordinal);
         if (!group) continue;
         state.refetch.delete(entry.ordinal);
+        dropCancelled(group);
         const first = group.members.shift();
         if (first && group.outputPath === undefined) {
           yield* this.writeEntry({ ...entry.header, name: keyToBuffer(first.key) }, entry);
@@ -512,6 +552,10 @@ function resolveWithBase(
   if (parents === null) return null;
   parents.push(components[components.length - 1] as string);
   return parents;
+}
+
+function dropCancelled(group: LinkGroup): void {
+  if (group.members.some((m) => m.cancelled)) group.members = group.members.filter((m) => !m.cancelled);
 }
 
 function asLink(header: TarHeader, target: Buffer): TarHeader {

@@ -17,9 +17,16 @@ export interface LinkGroup {
   /** Every path of the output that holds this inode (for same-layer overwrites). */
   writtenPaths: PathKey[];
   /** Surviving links not written yet, in the order they were met. */
-  members: Array<{ key: PathKey; header: TarHeader }>;
+  members: LinkMember[];
   /** The hidden entry whose bytes the group carries, when no output path holds it yet. */
   source: { layer: number; ordinal: number; header: TarHeader } | undefined;
+}
+
+/** A link waiting to be written; a later same-layer entry at its path cancels it. */
+export interface LinkMember {
+  key: PathKey;
+  header: TarHeader;
+  cancelled?: boolean;
 }
 
 export function newGroup(createdAt: number, firstLink?: PathKey): LinkGroup {

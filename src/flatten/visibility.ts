@@ -14,12 +14,14 @@ interface VisibilityNode {
   writtenDir: boolean;
   /** The newest layer that wrote anything below this path (same-layer replacement checks). */
   descendantWrittenBy: number;
+  /** The highest layer that wrote anything below this path. */
+  descendantFirstWrittenBy: number;
   /** This path is hidden for layers below this one (whiteout). */
   selfHiddenBelow: number;
   /** Everything under this path is hidden for layers below this one (whiteout, opaque, non-directory). */
   descendantsHiddenBelow: number;
-  /** Implicit parents are emitted at the end only for paths something was written under. */
-  hasWrittenDescendant: boolean;
+  /** Some entry that survives to the top needs this path as its parent directory. */
+  needed: boolean;
 }
 
 const NONE = -1;
@@ -30,9 +32,10 @@ function newNode(): VisibilityNode {
     writtenBy: NONE,
     writtenDir: false,
     descendantWrittenBy: NONE,
+    descendantFirstWrittenBy: NONE,
     selfHiddenBelow: NONE,
     descendantsHiddenBelow: NONE,
-    hasWrittenDescendant: false,
+    needed: false,
   };
 }
 
@@ -70,13 +73,28 @@ export class Visibility {
   recordWrite(components: readonly string[], layer: number, isDir: boolean): void {
     let node = this.root;
     for (const component of components) {
-      node.hasWrittenDescendant = true;
       node.descendantWrittenBy = layer;
+      if (node.descendantFirstWrittenBy === NONE) node.descendantFirstWrittenBy = layer;
       node = this.child(node, component);
     }
     if (node.writtenBy === NONE) node.writtenBy = layer;
     if (node.writtenBy === layer) node.writtenDir = isDir;
     if (!isDir && node.descendantsHiddenBelow === NONE) node.descendantsHiddenBelow = layer;
+  }
+
+  /**
+   * A non-directory of `layer` that the output will not show (a higher layer wrote its path)
+   * still replaced whatever lower layers had below it.
+   */
+  recordCover(components: readonly string[], layer: number): void {
+    const node = this.ensure(components);
+    if (node.descendantsHiddenBelow === NONE) node.descendantsHiddenBelow = layer;
+  }
+
+  /** Whether a layer above `layer` wrote something below this path. */
+  hasHigherDescendants(components: readonly string[], layer: number): boolean {
+    const node = this.find(components);
+    return node !== undefined && node.descendantFirstWrittenBy > layer;
   }
 
   recordWhiteout(components: readonly string[], layer: number): void {
@@ -91,8 +109,24 @@ export class Visibility {
   }
 
   /**
-   * Paths something was written under but that no layer wrote itself: the implicit parents,
-   * parents first.
+   * An entry of `layer` needs its parents: base-first they exist from `layer` on, made
+   * implicitly if no layer declares them, until a higher layer deletes them. Marks the
+   * parents that survive to the top.
+   */
+  markParentsNeeded(parents: readonly string[], layer: number): void {
+    let node = this.root;
+    for (const component of parents) {
+      if (node.descendantsHiddenBelow > layer) return;
+      const child = this.child(node, component);
+      if (child.selfHiddenBelow > layer) return;
+      child.needed = true;
+      node = child;
+    }
+  }
+
+  /**
+   * Paths that survive as parents of something but that no visible entry wrote: the
+   * implicit parents, parents first.
    */
   *implicitParents(): Generator<PathKey> {
     const stack: Array<[VisibilityNode, string]> = [[this.root, '']];
@@ -102,7 +136,7 @@ export class Visibility {
       const names = [...node.children.keys()].sort().reverse();
       for (const name of names) {
         const child = node.children.get(name) as VisibilityNode;
-        if (!child.hasWrittenDescendant) continue;
+        if (!child.needed) continue;
         const childKey = key === '' ? name : `${key}/${name}`;
         if (child.writtenBy === NONE) yield childKey;
         stack.push([child, childKey]);

@@ -1,6 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, linkSync, writeSync, closeSync, writeFileSync, truncateSync, utimesSync } from 'node:fs';
+import {
+  closeSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
@@ -265,6 +278,46 @@ describe('readTar on archives made by GNU tar', () => {
     });
   }
 
+  it('skips an unread sparse body, or a half-read one, and reads the next entry', async () => {
+    const dir = freshDir();
+    makeSparse(dir, 9);
+    writeFileSync(join(dir, 'after'), 'after the sparse file');
+    for (const args of [['--format=gnu'], ['--format=posix', '--sparse-version=1.0'], ['--format=posix', '--sparse-version=0.1']]) {
+      const data = gnuTar(dir, [...args, '--sparse', '-cf', '-', 'sparse.img', 'after']);
+      for (const readFirstChunk of [false, true]) {
+        const seen: string[] = [];
+        for await (const entry of readTar(source(data, 1000))) {
+          if (entry.header.name.toString() === 'sparse.img' && readFirstChunk) {
+            for await (const piece of entry.body()) {
+              expect(piece.length).toBeGreaterThan(0);
+              break;
+            }
+          }
+          if (entry.header.name.toString() === 'after') {
+            const body: Buffer[] = [];
+            for await (const piece of entry.body()) body.push(piece);
+            seen.push(Buffer.concat(body).toString());
+          } else seen.push(entry.header.name.toString());
+        }
+        expect(seen).toEqual(['sparse.img', 'after the sparse file']);
+      }
+    }
+  });
+
+  it('rejects a sparse archive cut inside its sparse headers, map or data', async () => {
+    const dir = freshDir();
+    makeSparse(dir, 30);
+    const oldGnu = gnuTar(dir, ['--format=gnu', '--sparse', '-cf', '-', 'sparse.img']);
+    const pax1 = gnuTar(dir, ['--format=posix', '--sparse-version=1.0', '--sparse', '-cf', '-', 'sparse.img']);
+    // oldGnu: header, then sparse extension blocks at 512 and 1024; pax1: x header (2 blocks),
+    // ustar header, then the map at 1536.
+    for (const [data, cut] of [[oldGnu, 700], [oldGnu, 1100], [oldGnu, 3000], [pax1, 1600], [pax1, 5000]] as const) {
+      const error = await failure(data.subarray(0, cut));
+      expect(error, `cut at ${cut}`).toBeInstanceOf(MalformedArchiveError);
+      expect((error as Error).message, `cut at ${cut}`).toMatch(/^tar archive truncated inside (a sparse header|the sparse map|the body)/);
+    }
+  });
+
   it('expands a sparse file that is all hole', async () => {
     const dir = freshDir();
     writeFileSync(join(dir, 'empty.img'), '');
@@ -424,6 +477,47 @@ describe('readTar header fields', () => {
       ['mtime', Buffer.from('1700000000.25')],
       ['SCHILY.xattr.security.capability', xattr],
     ]);
+  });
+
+  it('reads the 131-byte prefix of a star header', async () => {
+    const data = archive([[header({ name: 'file', size: 1 }), Buffer.from('s')]]);
+    data.fill(0x70, 345, 345 + 131); // a prefix that fills its field, no NUL
+    data.write('12345670123', 476, 'latin1'); // star's atime, right after the prefix
+    data.write('tar\0', 508, 'latin1');
+    fixChecksum(data, 0);
+    const [entry] = await readAll(data);
+    expect(entry!.header.name.toString()).toBe(`${'p'.repeat(131)}/file`);
+  });
+
+  it('parses a megabyte of PAX records in linear time', async () => {
+    const records: Array<[string, Buffer]> = [];
+    for (let i = 0; i < 40_000; i++) records.push([`k${i}`, Buffer.from('vvvvvvvvvvvv')]);
+    const data = archive([[header({ name: 'f', pax: records })]]);
+    const started = performance.now();
+    const [entry] = await readAll(data);
+    expect(entry!.header.pax.length).toBe(40_000);
+    expect(entry!.header.pax[39_999]![0]).toBe('k39999');
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  it('rejects an unknown GNU sparse version', async () => {
+    const data = archive([
+      [
+        header({
+          name: 'sp',
+          size: 1,
+          pax: [
+            ['GNU.sparse.major', Buffer.from('2')],
+            ['GNU.sparse.minor', Buffer.from('0')],
+            ['GNU.sparse.realsize', Buffer.from('10')],
+          ],
+        }),
+        Buffer.from('x'),
+      ],
+    ]);
+    const error = await failure(data);
+    expect(error).toBeInstanceOf(MalformedArchiveError);
+    expect((error as Error).message).toMatch(/unsupported GNU sparse version 2\.0/);
   });
 
   it('rejects a header with a bad checksum', async () => {

@@ -279,7 +279,7 @@ class EntryBody {
     this.superseded = true;
     const left = this.remaining;
     this.remaining = 0;
-    await this.input.skip(left, () => `inside the body of ${this.label()}`);
+    await this.input.skip(left, this.insideBody);
     await this.input.skip(this.plan.padding, () => `inside the padding of ${this.label()}`);
   }
 
@@ -340,7 +340,8 @@ type Layout = 'v7' | 'ustar' | 'star' | 'gnu';
 
 function layoutOf(block: Buffer): Layout {
   // Byte compares: this runs for every header, and decoding strings would dominate it.
-  const ustar = block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72;
+  const ustar =
+    block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72;
   if (!ustar) return 'v7';
   if (block[262] === 0) {
     const star = block[508] === 0x74 && block[509] === 0x61 && block[510] === 0x72 && block[511] === 0;
@@ -432,7 +433,9 @@ function badField(field: string, label: Where): MalformedArchiveError {
 
 /** Parses a PAX or sparse-map decimal; PAX numbers are plain non-negative integers. */
 function parseDecimal(text: string, what: string, label: Where): number {
-  if (!/^[0-9]+$/.test(text)) throw new MalformedArchiveError(`tar ${label()}: invalid ${what} ${JSON.stringify(text)}`);
+  if (!/^[0-9]+$/.test(text)) {
+    throw new MalformedArchiveError(`tar ${label()}: invalid ${what} ${JSON.stringify(text)}`);
+  }
   const value = Number(text);
   if (!Number.isSafeInteger(value)) throw new MalformedArchiveError(`tar ${label()}: ${what} out of range`);
   return value;
@@ -587,7 +590,9 @@ function checkSparse(segments: Array<[number, number]>, realSize: number, stored
 }
 
 function pairUp(numbers: number[], label: Where): Array<[number, number]> {
-  if (numbers.length % 2 !== 0) throw new MalformedArchiveError(`tar ${label()}: sparse map has an odd number of values`);
+  if (numbers.length % 2 !== 0) {
+    throw new MalformedArchiveError(`tar ${label()}: sparse map has an odd number of values`);
+  }
   if (numbers.length / 2 > MAX_SPARSE_ENTRIES) throw new MalformedArchiveError(`tar ${label()}: sparse map too large`);
   const pairs: Array<[number, number]> = [];
   for (let i = 0; i < numbers.length; i += 2) pairs.push([numbers[i]!, numbers[i + 1]!]);
@@ -612,7 +617,9 @@ async function readOldGnuSparse(input: ArchiveInput, block: Buffer, label: Where
     const ext = await input.block(where);
     if (ext === null) throw truncated(where, input.offset);
     collect(ext, 0, 21);
-    if (numbers.length / 2 > MAX_SPARSE_ENTRIES) throw new MalformedArchiveError(`tar ${label()}: sparse map too large`);
+    if (numbers.length / 2 > MAX_SPARSE_ENTRIES) {
+      throw new MalformedArchiveError(`tar ${label()}: sparse map too large`);
+    }
     extended = ext[504] !== 0;
   }
   return pairUp(numbers, label);
@@ -687,7 +694,9 @@ async function readEntryPlan(input: ArchiveInput, ordinal: number): Promise<Entr
   for (;;) {
     const start = input.offset;
     const block = input.blockNow() ?? (await input.block(insideHeader));
-    if (block === null) throw truncated(pendingExtension ? () => `after an extension header of ${label()}` : BEFORE_END, start);
+    if (block === null) {
+      throw truncated(pendingExtension ? () => `after an extension header of ${label()}` : BEFORE_END, start);
+    }
     if (isZeroBlock(block)) {
       if (pendingExtension) {
         throw new MalformedArchiveError(`tar archive: extension header not followed by an entry (at byte ${start})`);
@@ -708,7 +717,9 @@ async function readEntryPlan(input: ArchiveInput, ordinal: number): Promise<Entr
     const type = TYPES[flag];
     if (type === undefined) {
       const name = cString(block, 0, 100);
-      throw new MalformedArchiveError(`tar ${entryLabel(ordinal, name)}: unsupported entry type ${JSON.stringify(flag)}`);
+      throw new MalformedArchiveError(
+        `tar ${entryLabel(ordinal, name)}: unsupported entry type ${JSON.stringify(flag)}`,
+      );
     }
     const { plan, pax, label: named } = buildPlan(block, flag, type, ext, ordinal);
     if (flag === 'S') await applyOldGnuSparse(input, block, plan, named);
@@ -720,7 +731,13 @@ async function readEntryPlan(input: ArchiveInput, ordinal: number): Promise<Entr
 }
 
 /** Reads the payload of a GNU long name/link or PAX header into `ext`. */
-async function readExtension(input: ArchiveInput, block: Buffer, flag: string, ext: Extensions, label: Where): Promise<void> {
+async function readExtension(
+  input: ArchiveInput,
+  block: Buffer,
+  flag: string,
+  ext: Extensions,
+  label: Where,
+): Promise<void> {
   const size = parseNumber(block, 124, 12, 'size', label);
   if (size > MAX_EXTENSION_BYTES || size < 0) {
     throw new MalformedArchiveError(`tar ${label()}: '${flag}' extension header of ${size} bytes is too large`);

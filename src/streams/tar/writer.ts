@@ -87,6 +87,8 @@ export function encodeHeader(header: TarHeader): Buffer {
   text('uname', header.uname, 32).copy(block, 265);
   text('gname', header.gname, 32).copy(block, 297);
   const isDevice = header.type === 'character-device' || header.type === 'block-device';
+  // POSIX has no PAX keyword for device numbers; star's SCHILY ones are what GNU tar and
+  // libarchive read (and so does our reader).
   octal(block, 329, 8, isDevice ? number('SCHILY.devmajor', header.devmajor, MAX_OCTAL_8) : 0);
   octal(block, 337, 8, isDevice ? number('SCHILY.devminor', header.devminor, MAX_OCTAL_8) : 0);
   writeChecksum(block);
@@ -106,7 +108,9 @@ const TEXT_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
 
 function check(header: TarHeader): void {
   const integer = (field: string, value: number, min: number): void => {
-    if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`tar header ${field} must be an integer >= ${min}, got ${value}`);
+    if (!Number.isSafeInteger(value) || value < min) {
+      throw new RangeError(`tar header ${field} must be an integer >= ${min}, got ${value}`);
+    }
   };
   integer('uid', header.uid, 0);
   integer('gid', header.gid, 0);
@@ -117,12 +121,20 @@ function check(header: TarHeader): void {
   if (header.type !== 'file' && header.size !== 0) {
     throw new RangeError(`tar header: a ${header.type} has no body, but size is ${header.size}`);
   }
-  for (const [field, value] of [['name', header.name], ['linkname', header.linkname], ['uname', header.uname], ['gname', header.gname]] as const) {
+  const texts = [
+    ['name', header.name],
+    ['linkname', header.linkname],
+    ['uname', header.uname],
+    ['gname', header.gname],
+  ] as const;
+  for (const [field, value] of texts) {
     // A NUL would end the field early for every reader of ustar, and cannot name a file.
     if (value.includes(0)) throw new RangeError(`tar header ${field} contains a NUL byte`);
   }
   for (const [key] of header.pax) {
-    if (key.length === 0 || key.includes('=') || key.includes('\0')) throw new RangeError(`invalid PAX key ${JSON.stringify(key)}`);
+    if (key.length === 0 || key.includes('=') || key.includes('\0')) {
+      throw new RangeError(`invalid PAX key ${JSON.stringify(key)}`);
+    }
   }
 }
 
