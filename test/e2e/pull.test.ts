@@ -7,6 +7,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -338,6 +340,17 @@ describe('type changes between layers', () => {
     ]);
   });
 
+  it('replaces a lower directory that a layer deletes and recreates, without its old children', async () => {
+    const ref = await pushLayers('whiteout-recreate', [
+      [fx.dir('cache', { mode: 0o755 }), fx.file('cache/old', 'old'), fx.dir('cache/sub'), fx.file('cache/sub/older', 'older')],
+      [fx.whiteout('cache'), fx.dir('cache', { mode: 0o700, uid: 33, gid: 33 }), fx.file('cache/new', 'new')],
+    ]);
+    expect(byPath(await pullListing(ref))).toEqual([
+      want.dir('cache', { mode: '0700', uid: 33, gid: 33 }),
+      want.file('cache/new', 'new'),
+    ]);
+  });
+
   it('replaces a lower directory with a symlink without keeping its children', async () => {
     const ref = await pushLayers('dir-to-symlink', [
       [fx.dir('opt'), fx.dir('opt/app'), fx.file('opt/app/bin', 'bin'), fx.dir('srv')],
@@ -408,6 +421,49 @@ describe('hardlinks', () => {
     ]);
   });
 
+  it('keeps a chain of links (a link naming another link) together when the first target is overwritten', async () => {
+    const ref = await pushLayers('hl-chain', [
+      [fx.dir('c'), fx.file('c/orig', 'chain old'), fx.link('c/l1', 'c/orig'), fx.link('c/l2', 'c/l1')],
+      [fx.file('c/orig', 'chain new')],
+    ]);
+    expect(filesOf(await pullListing(ref))).toEqual([
+      treeFile('c/l1', 'chain old', 'c/l1'),
+      treeFile('c/l2', 'chain old', 'c/l1'),
+      treeFile('c/orig', 'chain new'),
+    ]);
+  });
+
+  it('keeps the old content of a link whose target a later layer hides by replacing its parent directory', async () => {
+    const ref = await pushLayers('hl-parent-replaced', [
+      [fx.dir('src'), fx.file('src/t', 'under src'), fx.dir('keep'), fx.link('keep/l', 'src/t')],
+      [fx.file('src', 'src is a file')],
+    ]);
+    expect(filesOf(await pullListing(ref))).toEqual([treeFile('keep/l', 'under src'), treeFile('src', 'src is a file')]);
+  });
+
+  it('keeps the old content of a link whose target a later layer hides with an opaque directory', async () => {
+    const ref = await pushLayers('hl-opaque', [
+      [fx.dir('o'), fx.file('o/t', 'under o'), fx.dir('keep'), fx.link('keep/l', 'o/t')],
+      [fx.opaque('o'), fx.file('o/new', 'new')],
+    ]);
+    expect(filesOf(await pullListing(ref))).toEqual([treeFile('keep/l', 'under o'), treeFile('o/new', 'new')]);
+  });
+
+  it('keeps a link made in the same layer before that layer deletes its lower target', async () => {
+    const ref = await pushLayers('hl-link-then-whiteout', [
+      [fx.dir('s'), fx.file('s/t', 'lower t')],
+      [fx.link('s/l', 's/t'), fx.whiteout('s/t')],
+    ]);
+    expect(filesOf(await pullListing(ref))).toEqual([treeFile('s/l', 'lower t')]);
+  });
+
+  it('takes the content of an aufs hardlink into .wh..wh.plnk and never writes the aufs metadata', async () => {
+    const ref = await pushLayers('hl-aufs', [
+      [fx.dir('.wh..wh.plnk'), fx.file('.wh..wh.plnk/1234.5678', 'plnk content'), fx.dir('u'), fx.link('u/f', '.wh..wh.plnk/1234.5678')],
+    ]);
+    expect(byPath(await pullListing(ref))).toEqual([want.dir('u'), want.file('u/f', 'plnk content')]);
+  });
+
   it('reads the layer again for a hidden target whose bytes did not fit the memory budget', async () => {
     const big = Buffer.alloc(300_000, 'b');
     const ref = await pushLayers('hl-refetch', [
@@ -475,6 +531,18 @@ describe('parents that are symlinks', () => {
       want.dir('usr/sbin'),
       want.file('usr/sbin/y', 'y'),
       want.file('usr/z', 'z'),
+    ]);
+  });
+
+  it('resolves a parent through a symlink made earlier in the same layer', async () => {
+    const ref = await pushLayers('usrmerge-same-layer', [
+      [fx.dir('usr'), fx.dir('usr/bin'), fx.symlink('bin', 'usr/bin'), fx.file('bin/sh', 'sh')],
+    ]);
+    expect(byPath(await pullListing(ref))).toEqual([
+      want.symlink('bin', 'usr/bin'),
+      want.dir('usr'),
+      want.dir('usr/bin'),
+      want.file('usr/bin/sh', 'sh'),
     ]);
   });
 
@@ -617,6 +685,47 @@ describe('platforms', () => {
   });
 });
 
+/**
+ * A plain-HTTP proxy in front of the registry that flips the byte at `offset` of every response
+ * body for blob `digest` (a registry verifies uploads, so a corrupt download needs this).
+ */
+async function tamperingProxy(digest: string, offset: number): Promise<{ host: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const upstream = httpRequest(
+      { host: registry.split(':')[0], port: Number(registry.split(':')[1]), method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (!(req.url ?? '').endsWith(`/blobs/${digest}`)) {
+          answer.pipe(res);
+          return;
+        }
+        let seen = 0;
+        answer.on('data', (chunk: Buffer) => {
+          if (offset >= seen && offset < seen + chunk.length) {
+            chunk = Buffer.from(chunk);
+            chunk[offset - seen] = chunk[offset - seen]! ^ 0xff;
+          }
+          seen += chunk.length;
+          res.write(chunk);
+        });
+        answer.on('end', () => res.end());
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolvePromise) => server.listen(0, '127.0.0.1', resolvePromise));
+  const { port } = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolvePromise) => {
+        server.closeAllConnections();
+        server.close(() => resolvePromise());
+      }),
+  };
+}
+
 describe('integrity', () => {
   /** Two layers; the base's diff_id in the config is wrong, so it fails after the top layer was written. */
   async function pushWrongDiffId(): Promise<string> {
@@ -633,11 +742,9 @@ describe('integrity', () => {
     return `${registry}/${repo}:v1`;
   }
 
-  /** One layer whose descriptor states a size `delta` bytes off. */
-  async function pushWrongSize(delta: number): Promise<string> {
-    const repo = uniqueRepo('bad-size');
-    const tar = buildTar([fx.file('f', Buffer.alloc(50_000, 'z'))]);
-    const blob = gzipSync(tar);
+  /** One layer of `blob` (the stored bytes, for the uncompressed `tar`) whose descriptor states a size `delta` bytes off. */
+  async function pushRawLayer(what: string, blob: Buffer, tar: Buffer, delta = 0): Promise<string> {
+    const repo = uniqueRepo(what);
     const digest = await pushBlob(registry, repo, blob);
     const config = Buffer.from(
       JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(tar)] } }),
@@ -655,6 +762,9 @@ describe('integrity', () => {
     return `${registry}/${repo}:v1`;
   }
 
+  const sizeTar = buildTar([fx.file('f', Buffer.alloc(50_000, 'z'))]);
+  const pushWrongSize = (delta: number): Promise<string> => pushRawLayer('bad-size', gzipSync(sizeTar), sizeTar, delta);
+
   it('fails with ERR_DIGEST_MISMATCH when a layer does not hash to its diff_id', async () => {
     const error = await pullError(await pushWrongDiffId());
     expect(error.code).toBe('ERR_DIGEST_MISMATCH');
@@ -668,6 +778,37 @@ describe('integrity', () => {
     const error = await pullError(await pushWrongSize(delta));
     expect(['ERR_SIZE_MISMATCH', 'ERR_DIGEST_MISMATCH']).toContain(error.code);
     expect(error.exitCode).toBe(7);
+  });
+
+  it('tolerates zero padding after the last gzip member', async () => {
+    const tar = buildTar([fx.file('padded', 'padded')]);
+    const ref = await pushRawLayer('gzip-zero-padding', Buffer.concat([gzipSync(tar), Buffer.alloc(1000)]), tar);
+    expect(await pullListing(ref)).toEqual([want.file('padded', 'padded')]);
+  });
+
+  it('fails with an integrity error for data after the last gzip member', async () => {
+    const tar = buildTar([fx.file('trailing', 'trailing')]);
+    const ref = await pushRawLayer('gzip-trailing-data', Buffer.concat([gzipSync(tar), Buffer.from('garbage')]), tar);
+    const error = await pullError(ref);
+    // DESIGN.md §3: "Bytes after the last gzip member: zeros are tolerated, anything else is an integrity error."
+    expect(error.exitCode).toBe(7);
+  });
+
+  it('fails with ERR_DIGEST_MISMATCH when the registry serves a blob with a flipped byte', async () => {
+    const tar = buildTar([fx.dir('tampered'), fx.file('tampered/file', Buffer.alloc(100_000, 'q'))]);
+    const repo = uniqueRepo('tampered');
+    const image = await pushImage(registry, repo, 'v1', { layers: [{ tar, compression: 'none' }] });
+    const proxy = await tamperingProxy(image.layers[0]!.digest, 60_000);
+    try {
+      const error = await pullError(`${proxy.host}/${repo}:v1`);
+      expect(error.code).toBe('ERR_DIGEST_MISMATCH');
+      expect(error.exitCode).toBe(7);
+      const result = await runCli(['pull', `${proxy.host}/${repo}:v1`, '-o', '-']);
+      expect(result.code).toBe(7);
+      expect(await gnuTarList(result.stdout)).not.toBe(0);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('exits 7 and leaves no file (nor temp file) behind when writing a corrupt image to a file', async () => {
