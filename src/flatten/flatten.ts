@@ -279,8 +279,8 @@ class Flattener {
 
     const record: LayerRecord = { ordinal: entry.ordinal, header: out, written, group: undefined };
     state.records.set(key, record);
-    const watchers = isDir ? [] : this.takeWatchers(key, state);
-    if (isDir && this.takeWatchers(key, state).length > 0) {
+    const watchers = this.takeWatchers(key, state);
+    if (isDir && watchers.some((g) => g.members.some((m) => !m.cancelled))) {
       throw new HardlinkTargetError(`layer ${layer}: hardlink target "${printable(key)}" is a directory`);
     }
     if (written) {
