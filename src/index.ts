@@ -14,6 +14,24 @@ export type * from './operators/events.js';
 export { resolveImage$, type ResolveImageOperatorOptions } from './operators/resolve-image.js';
 export { layerSources, openLayerTar, type LayerSourceOptions } from './operators/layer-sources.js';
 export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './operators/flatten-to.js';
+export {
+  currentDigest,
+  headManifest,
+  imageExists,
+  inspectImage,
+  inspectWith,
+  type CurrentDigest,
+  type ImageExistence,
+  type ImageQueryOptions,
+  type InspectedConfig,
+  type InspectedIndex,
+  type InspectedIndexEntry,
+  type InspectedLayer,
+  type InspectedManifest,
+  type InspectResult,
+  type ManifestHead,
+} from './operators/inspect.js';
+export { checkImageChanged, type ImageChangeCheck, type PulledImageDigests } from './operators/image-changed.js';
 
 export {
   flattenLayers,
@@ -24,9 +42,18 @@ export {
 
 export * from './reference/index.js';
 export * from './registry/index.js';
+export * from './sources/index.js';
 
 export * from './streams/tar/index.js';
 export { createCompressor, formatFromPath, type CompressorEngine, type CompressorOptions, type OutputFormat } from './streams/compress.js';
+export {
+  createZstdCompressor,
+  createZstdDecompressor,
+  nodeHasZstd,
+  zstdAvailable,
+  type ZstdEngine,
+} from './streams/zstd.js';
+export { createParallelGzip, ParallelGzip, type ParallelGzipOptions } from './streams/parallel-gzip.js';
 export { decompressor, StrictGunzip, type DecompressorKind } from './streams/decompress.js';
 export { DigestVerifier, verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { ByteMeter, createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';

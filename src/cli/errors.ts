@@ -61,3 +61,14 @@ function describeChain(error: unknown): string {
   }
   return `${lines.map((line) => line.replace(/^/gm, '  ')).join('\n')}\n`;
 }
+
+/**
+ * Ends a command with `exitCode` and no further message: for outcomes the command already
+ * reported itself (or was told to keep quiet about), such as `exists` finding nothing.
+ */
+export class QuietFailure extends Error {
+  constructor(readonly exitCode: ExitCode) {
+    super(`exit status ${exitCode}`);
+    this.name = 'QuietFailure';
+  }
+}

@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
-import { reportError, usageErrorFromCommander } from './errors.js';
+import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js';
+import { registerExistsCommand } from './exists-command.js';
+import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
 import { registerPullCommand, type CliIo } from './pull-command.js';
 
 /** The version of the installed package: dist/cli/main.js and src/cli/main.ts both sit two levels below it. */
@@ -20,6 +22,10 @@ const EXAMPLES_AND_EXIT_STATUSES = `
 Examples:
   $ oci-rootfs pull alpine -o alpine.tar.gz
   $ oci-rootfs pull --platform linux/arm64 debian:bookworm > debian.tar
+  $ oci-rootfs pull --if-changed alpine -o alpine.tar.gz --config-out alpine.json
+  $ oci-rootfs inspect alpine
+  $ oci-rootfs config alpine | jq -r .config.User
+  $ oci-rootfs exists ghcr.io/me/app:1.0 || echo missing
   $ oci-rootfs pull --help
 
 Exit status:
@@ -39,6 +45,9 @@ function createProgram(io: CliIo): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} });
   registerPullCommand(program, io);
+  registerInspectCommand(program, io);
+  registerConfigCommand(program, io);
+  registerExistsCommand(program, io);
   return program;
 }
 
@@ -55,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
   // possibly after the pull settled; without a listener that would crash the process.
   // The pull reports EPIPE itself while it runs (writeToStdout).
   process.stdout.on('error', () => {});
-  const program = createProgram({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+  const program = createProgram({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });
   try {
     await program.parseAsync(argv);
     process.exitCode = ExitCode.ok;
@@ -63,7 +72,11 @@ async function main(argv: string[]): Promise<void> {
     // exitCode, not exit(): stdout may still be flushing the bytes already written.
     // `--debug` is read from argv so it also covers errors raised while parsing.
     process.exitCode =
-      error instanceof CommanderError ? commanderExit(error) : reportError(error, { debug: argv.includes('--debug') });
+      error instanceof QuietFailure
+        ? error.exitCode
+        : error instanceof CommanderError
+          ? commanderExit(error)
+          : reportError(error, { debug: argv.includes('--debug') });
   }
 }
 

@@ -50,6 +50,10 @@ const DEFAULT_HIDDEN_BODY_BUDGET = 32 * 1024 * 1024;
 /** Small writes (headers, links) are gathered up to this size before they are yielded. */
 const OUTPUT_BATCH = 64 * 1024;
 const IMPLICIT_DIR_MODE = 0o755;
+/** Bodies up to this size are copied into the output batch instead of yielded alone. */
+const SMALL_BODY = 32 * 1024;
+const DIR_KIND: ParentKind = { kind: 'dir' };
+const OTHER_KIND: ParentKind = { kind: 'other' };
 
 /** What one entry of the current layer left behind, for hardlinks that refer to its path. */
 interface LayerRecord {
@@ -238,7 +242,11 @@ class Flattener {
     }
 
     const isDir = header.type === 'directory';
-    this.visibility.markParentsNeeded(path.slice(0, -1), layer);
+    // The root entry keeps the name `./`; every other name loses its `./`.
+    const out: TarHeader = { ...header, name: key === '' ? Buffer.from('.') : keyToBuffer(key) };
+    // A left-out entry makes no parents: leaving out a file must not conjure its directory.
+    const kept = this.options.filter?.(out) ?? true;
+    if (kept) this.visibility.markParentsNeeded(path.slice(0, -1), layer);
     let verdict = this.visibility.judge(path, layer);
     if (!isDir && verdict !== 'hidden' && this.visibility.hasHigherDescendants(path, layer)) {
       // Higher layers put entries below this path, so base first it must have become a
@@ -256,9 +264,7 @@ class Flattener {
       }
       this.visibility.recordWrite(path, layer, isDir);
     }
-    // The root entry keeps the name `./`; every other name loses its `./`.
-    const out: TarHeader = { ...header, name: key === '' ? Buffer.from('.') : keyToBuffer(key) };
-    const written = verdict === 'visible' && (this.options.filter?.(out) ?? true);
+    const written = verdict === 'visible' && kept;
     state.kinds.set(key, this.kindOf(header, linkTarget, state));
     if (written) this.displaceOutputPath(key, state);
 
@@ -461,13 +467,13 @@ class Flattener {
   }
 
   private kindOf(header: TarHeader, linkTarget: string[] | undefined, state: LayerState): ParentKind {
-    if (header.type === 'directory') return { kind: 'dir' };
+    if (header.type === 'directory') return DIR_KIND;
     if (header.type === 'symlink') return { kind: 'symlink', target: header.linkname.toString('latin1') };
     if (header.type === 'link' && linkTarget) {
       const target = state.kinds.get(joinKey(linkTarget));
       if (target?.kind === 'symlink') return target;
     }
-    return { kind: 'other' };
+    return OTHER_KIND;
   }
 
   private recordHidden(entry: TarEntry, key: PathKey, state: LayerState): void {
@@ -496,11 +502,20 @@ class Flattener {
   private async *writeEntry(header: TarHeader, entry: TarEntry): AsyncGenerator<Buffer> {
     this.push(encodeHeader(header));
     if (header.type !== 'file' || header.size === 0) return;
-    yield* this.drain();
     let bytes = 0;
-    for await (const chunk of entry.body()) {
-      bytes += chunk.length;
-      yield chunk;
+    if (header.size <= SMALL_BODY) {
+      // Small files join the batch: one tiny chunk per file costs more downstream (stream
+      // plumbing, writev) than the copy.
+      for await (const chunk of entry.body()) {
+        bytes += chunk.length;
+        this.push(chunk);
+      }
+    } else {
+      yield* this.drain();
+      for await (const chunk of entry.body()) {
+        bytes += chunk.length;
+        yield chunk;
+      }
     }
     if (bytes !== header.size) {
       throw new MalformedArchiveError(

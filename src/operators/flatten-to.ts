@@ -18,7 +18,9 @@ export interface FlattenToOptions {
 /** What the flatten stage reports; `pullRootfs$` turns these into `PullEvent`s. */
 export type FlattenEvent =
   | { type: 'layer-start'; index: number }
-  | ({ type: 'layer-done'; bytesOut: number } & LayerFlattenStats);
+  | ({ type: 'layer-done'; bytesOut: number } & LayerFlattenStats)
+  /** Last, once `output` has every byte: the whole tar's size, end-of-archive marker included. */
+  | { type: 'end'; bytesOut: number };
 
 /**
  * The byte stage as an Observable boundary: subscribing runs the flattened tar through
@@ -53,7 +55,10 @@ export function flattenTo$(
       }
     }
     pipeline(Readable.from(counted(), { objectMode: false }), output, { signal: controller.signal }).then(
-      () => subscriber.complete(),
+      () => {
+        subscriber.next({ type: 'end', bytesOut });
+        subscriber.complete();
+      },
       (error: unknown) => subscriber.error(error),
     );
     return () => controller.abort();

@@ -2,18 +2,23 @@ import { pipeline, type Readable } from 'node:stream';
 import { addAbortSignal } from 'node:stream';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import type { ImageReference } from '../reference/index.js';
-import { openBlob } from '../registry/blob.js';
+import { openBlobPart } from '../registry/blob.js';
+import { openForeignBlob } from '../registry/foreign.js';
 import type { RegistryClient } from '../registry/client.js';
+import { toTransportError } from '../registry/http.js';
 import type { LayerDescriptor } from '../registry/manifest.js';
 import { createByteMeter } from '../streams/byte-meter.js';
 import { decompressor } from '../streams/decompress.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';
+import { openResumableBlob } from '../streams/resumable-blob.js';
 
 export interface LayerSourceOptions {
   /** Compressed bytes received for layer `index` in the current pass, throttled. */
   onProgress?: (index: number, bytes: number, total: number) => void;
   /** Every compressed byte received, across passes. */
   onBytes?: (index: number, bytes: number) => void;
+  /** The blob of layer `index` broke off and goes on from byte `offset`. */
+  onResume?: (index: number, offset: number) => void;
 }
 
 /**
@@ -34,7 +39,11 @@ export function layerSources(
   }));
 }
 
-/** The uncompressed, verified tar of one layer, as a stream. */
+/**
+ * The uncompressed, verified tar of one layer, as a stream. A broken blob body is resumed
+ * underneath the digest check (under the client's retry policy), so the checks still cover
+ * every byte and nothing downstream sees the break.
+ */
 export async function openLayerTar(
   client: RegistryClient,
   ref: ImageReference,
@@ -43,7 +52,23 @@ export async function openLayerTar(
   signal: AbortSignal,
   options: LayerSourceOptions = {},
 ): Promise<Readable> {
-  const body = await openBlob(client, ref, { digest: layer.digest, size: layer.size }, { signal });
+  const what = `layer ${index} (${layer.digest})`;
+  const retry = client.retrySession(what, signal);
+  const descriptor = { digest: layer.digest, size: layer.size };
+  // Foreign layers come only from the URLs they list, never with registry credentials.
+  const body = layer.urls !== undefined
+    ? await openForeignBlob(layer.urls, descriptor, { signal })
+    : await openResumableBlob({
+    open: (offset, partSignal) => openBlobPart(client, ref, descriptor, { offset, signal: partSignal, retry: false }),
+    retry: {
+      // Body failures arrive as undici's errors: name the layer and make them retryable.
+      pause: (error) => retry.pause(toTransportError(error, what)),
+      progress: () => retry.progress(),
+    },
+    signal,
+    what,
+    onResume: (offset) => options.onResume?.(index, offset),
+  });
   let last = 0;
   const meter = createByteMeter({
     onProgress: (bytes) => {
@@ -55,15 +80,20 @@ export async function openLayerTar(
   const compressed = verifyDigestStream({
     digest: layer.digest,
     size: layer.size,
-    what: `layer ${index} (${layer.digest})`,
+    what,
   });
-  const uncompressed = verifyDigestStream({
-    digest: layer.diffId,
-    what: `layer ${index} (${layer.digest}) uncompressed, diffID`,
-  });
+  const inflate = decompressor(layer.compression);
+  // Schema 1 images have no diffIDs: their layers are checked by compressed digest only.
+  const uncompressed =
+    layer.diffId === undefined
+      ? undefined
+      : verifyDigestStream({ digest: layer.diffId, what: `layer ${index} (${layer.digest}) uncompressed, diffID` });
+  const tail = uncompressed ?? inflate;
   // The last stream is what the flattener reads: any failure upstream must reach it.
-  pipeline(addAbortSignal(signal, body), meter, compressed, decompressor(layer.compression), uncompressed, (error) => {
-    if (error) uncompressed.destroy(error);
-  });
-  return uncompressed;
+  const onDone = (error: Error | null): void => {
+    if (error) tail.destroy(error);
+  };
+  if (uncompressed === undefined) pipeline(addAbortSignal(signal, body), meter, compressed, inflate, onDone);
+  else pipeline(addAbortSignal(signal, body), meter, compressed, inflate, uncompressed, onDone);
+  return tail;
 }

@@ -14,4 +14,23 @@ export interface PullOptions {
   plainHttp?: boolean;
   /** Where `config.json` lives; `DOCKER_CONFIG`, then `~/.docker`, when absent. */
   dockerConfigDir?: string;
+  /**
+   * Tries after the first for a request or a layer body that fails transiently (reset,
+   * timeout, 5xx, 429) before the pull fails (default 5; `--retries`). A resumed layer body
+   * counts failures in a row: progress in between starts the count over.
+   */
+  retries?: number;
+  /** Longest total wait on 429 `Retry-After` for one request or layer (default 60 000; `--max-wait`). */
+  maxWaitMs?: number;
+  /** Connect timeout and longest silence of a response or body (default 30 000; `--timeout`). */
+  timeoutMs?: number;
+  /** First backoff delay, doubled per retry (default 200). Tests make it tiny. */
+  retryBaseDelayMs?: number;
+  /** Longest backoff delay (default 10 000). */
+  retryMaxDelayMs?: number;
+  /**
+   * Fetch foreign (non-distributable) layers from the URLs their descriptors list, with no
+   * registry credentials; without it such a layer is an error that names it.
+   */
+  allowForeign?: boolean;
 }

@@ -1,12 +1,14 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { concat, defer, endWith, map, merge, Observable, of, Subject, switchMap, takeWhile, finalize } from 'rxjs';
+import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile } from 'rxjs';
 import { AbortError, toOciRootfsError } from '../errors.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
 import type { ResolvedImage } from '../registry/manifest.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
-import { layerSources } from './layer-sources.js';
+import type { FlattenLayer } from '../flatten/flatten.js';
+import { openSource, parseSourceReference, type SourceImage, type SourceReference } from '../sources/index.js';
+import { layerSources, type LayerSourceOptions } from './layer-sources.js';
 import type { PullOptions } from './pull-options.js';
 import { resolveImage$ } from './resolve-image.js';
 
@@ -33,55 +35,113 @@ const FINISHED = Symbol('finished');
 export function pullRootfs$(reference: string, options: PullRootfs$Options): Observable<PullEvent> {
   return defer(() => {
     const started = Date.now();
-    const ref = parseReference(reference);
-    const client = RegistryClient.for(ref, clientOptions(options));
+    const source = parseSourceReference(reference);
+    // Retries, resumes, rate limits and progress happen below the flow of layers; they reach
+    // the subscriber through this subject, merged into the events.
+    const network$ = new Subject<PullEvent>();
     let bytesIn = 0;
-    let bytesOut = 0;
-    let entries = 0;
+    const counters: LayerSourceOptions = {
+      onBytes: (_index, bytes) => (bytesIn += bytes),
+      onProgress: (index, bytes, total) => network$.next({ type: 'progress', index, bytes, total }),
+      onResume: (index, offset) => network$.next({ type: 'resume', index, offset }),
+    };
+    let close = (): void => undefined;
+    let opened$: Observable<OpenedImage>;
+    if (source.kind === 'registry') {
+      const ref = parseReference(source.reference);
+      const client = RegistryClient.for(ref, {
+        ...clientOptions(options),
+        onRetry: (notice) => network$.next({ type: 'retry', ...notice }),
+        onRateLimit: (info) => network$.next({ type: 'rate-limit', ...info }),
+      });
+      // Done or abandoned, nothing in flight is wanted: close every socket now (a graceful
+      // close would wait on a request that an abort has not yet torn down).
+      close = () => void client.destroy();
+      opened$ = resolveImage$(client, ref, {
+        ...(options.platform === undefined ? {} : { platform: options.platform }),
+        ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
+      }).pipe(
+        map((image) => ({
+          resolved: resolvedEvent(reference, image),
+          layers: layerSources(client, ref, image.layers, counters),
+        })),
+      );
+    } else {
+      opened$ = openLocalSource$(reference, source, options);
+    }
 
-    const pull$ = resolveImage$(client, ref, options.platform === undefined ? {} : { platform: options.platform }).pipe(
-      switchMap((image) => {
-        const progress$ = new Subject<PullEvent>();
-        const sources = layerSources(client, ref, image.layers, {
-          onBytes: (_index, bytes) => (bytesIn += bytes),
-          onProgress: (index, bytes, total) => progress$.next({ type: 'progress', index, bytes, total }),
-        });
-        const flatten$ = flattenTo$(sources, options.output, options).pipe(
-          map((event): PullEvent => {
-            const layer = image.layers[event.index];
+    const pull$ = opened$.pipe(
+      switchMap(({ resolved, layers }) => {
+        let bytesOut = 0;
+        let entries = 0;
+        const flatten$ = flattenTo$(layers, options.output, options).pipe(
+          mergeMap((event): PullEvent[] => {
+            if (event.type === 'end') {
+              bytesOut = event.bytesOut;
+              return [];
+            }
+            const layer = resolved.layers[event.index];
             if (event.type === 'layer-start') {
-              return { type: 'layer-start', index: event.index, digest: layer?.digest ?? '', size: layer?.size ?? 0 };
+              return [{ type: 'layer-start', index: event.index, digest: layer?.digest ?? '', size: layer?.size ?? 0 }];
             }
             entries += event.entriesWritten;
-            bytesOut = event.bytesOut;
-            return {
-              type: 'layer-done',
-              index: event.index,
-              bytesIn,
-              bytesOut: event.bytesOut,
-              entriesWritten: event.entriesWritten,
-              entriesSkipped: event.entriesSkipped,
-            };
+            return [
+              {
+                type: 'layer-done',
+                index: event.index,
+                bytesIn,
+                bytesOut: event.bytesOut,
+                entriesWritten: event.entriesWritten,
+                entriesSkipped: event.entriesSkipped,
+              },
+            ];
           }),
-          finalize(() => progress$.complete()),
         );
         const done$ = defer(() =>
           of<PullEvent>({
             type: 'done',
-            manifestDigest: image.manifestDigest,
+            manifestDigest: resolved.manifestDigest,
             bytesIn,
             bytesOut,
             entries,
             seconds: (Date.now() - started) / 1000,
           }),
         );
-        return concat(of(resolvedEvent(reference, image)), merge(flatten$, progress$), done$);
+        return concat(of(resolved), flatten$, done$);
       }),
     );
-    return merge(pull$.pipe(endWith(FINISHED)), abortError$(options.signal)).pipe(
+    return merge(pull$.pipe(endWith(FINISHED)), network$, abortError$(options.signal)).pipe(
       takeWhile((event): event is PullEvent => event !== FINISHED),
-      finalize(() => void client.close()),
+      finalize(() => {
+        network$.complete();
+        close();
+      }),
     );
+  });
+}
+
+/** An image resolved to its layers, wherever it came from. */
+interface OpenedImage {
+  resolved: ResolvedEvent;
+  layers: FlattenLayer[];
+}
+
+/** `oci:DIR[:TAG]` and `docker-archive:FILE[:REF]`: the same flatten, fed from local files. */
+function openLocalSource$(reference: string, source: SourceReference, options: PullRootfs$Options): Observable<OpenedImage> {
+  return new Observable<OpenedImage>((subscriber) => {
+    const controller = new AbortController();
+    openSource(source, {
+      signal: controller.signal,
+      ...(options.platform === undefined ? {} : { platform: options.platform }),
+      ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
+    }).then(
+      ({ image, layers }) => {
+        subscriber.next({ resolved: sourceResolvedEvent(reference, image), layers });
+        subscriber.complete();
+      },
+      (error: unknown) => subscriber.error(error),
+    );
+    return () => controller.abort();
   });
 }
 
@@ -108,9 +168,10 @@ export function pullRootfs(
       output.destroy(toOciRootfsError(error));
     },
   });
-  // A consumer that destroys the stream early stops the pull.
+  // A consumer that destroys the stream early stops the pull; one that read it to the end
+  // has not stopped anything, and the `done` event is still to come.
   output.once('close', () => {
-    if (!failed) subscription.unsubscribe();
+    if (!failed && !output.readableEnded) subscription.unsubscribe();
   });
   return output;
 }
@@ -121,6 +182,14 @@ function clientOptions(options: PullOptions): RegistryClientOptions {
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
     ...(options.dockerConfigDir === undefined ? {} : { dockerConfigDir: options.dockerConfigDir }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    // The bare client tries once; a pull always retries (DESIGN.md §4).
+    retry: {
+      ...(options.retries === undefined ? {} : { retries: options.retries }),
+      ...(options.maxWaitMs === undefined ? {} : { maxWaitMs: options.maxWaitMs }),
+      ...(options.retryBaseDelayMs === undefined ? {} : { baseDelayMs: options.retryBaseDelayMs }),
+      ...(options.retryMaxDelayMs === undefined ? {} : { maxDelayMs: options.retryMaxDelayMs }),
+    },
   };
 }
 
@@ -140,6 +209,29 @@ function resolvedEvent(reference: string, image: ResolvedImage): ResolvedEvent {
     layers: image.layers.map((layer, index) => ({
       index,
       digest: layer.digest,
+      size: layer.size,
+      mediaType: layer.mediaType,
+    })),
+  };
+}
+
+function sourceResolvedEvent(reference: string, image: SourceImage): ResolvedEvent {
+  return {
+    type: 'resolved',
+    reference,
+    ...(image.indexDigest === undefined ? {} : { indexDigest: image.indexDigest }),
+    // A `docker save` archive has no manifest: its config digest is the image ID.
+    manifestDigest: image.manifestDigest ?? image.config.digest,
+    manifestMediaType: image.manifestMediaType ?? image.source.kind,
+    platform: {
+      os: image.platform.os,
+      architecture: image.platform.architecture,
+      ...(image.platform.variant === undefined ? {} : { variant: image.platform.variant }),
+    },
+    configDigest: image.config.digest,
+    layers: image.layers.map((layer, index) => ({
+      index,
+      digest: layer.digest ?? layer.diffId,
       size: layer.size,
       mediaType: layer.mediaType,
     })),

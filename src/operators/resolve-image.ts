@@ -6,6 +6,8 @@ import { resolveImage, type ResolvedImage } from '../registry/manifest.js';
 export interface ResolveImageOperatorOptions {
   /** `os/arch[/variant]`; linux and the host architecture when absent. */
   platform?: string;
+  /** Keep foreign layers (with their `urls`) instead of refusing them. */
+  allowForeign?: boolean;
 }
 
 /**
@@ -28,6 +30,7 @@ export function resolveImage$(
     resolveImage(client, ref, {
       signal: controller.signal,
       ...(options.platform === undefined ? {} : { platform: options.platform }),
+      ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
     }).then(
       (image) => {
         subscriber.next(image);

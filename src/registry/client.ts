@@ -1,16 +1,29 @@
 /**
- * One registry's HTTP API: scheme choice, auth, redirects, status → error mapping.
+ * One registry's HTTP API: scheme choice, auth, redirects, status → error mapping, retries.
  * Requests go through an undici `Agent` composed with the redirect interceptor (undici 7
  * refuses `maxRedirections` on `request`); that interceptor drops `Authorization` when a
  * redirect changes origin, so blob redirects to a CDN never see our token.
+ *
+ * Retrying is opt-in (`retry`), as undici's retry interceptor is: the bare client makes one
+ * try and reports exactly what happened; `pullRootfs$` composes the policy in. A retried
+ * request is retried whole: ping, token, request, and for manifests the body too.
  */
 import type { Readable } from 'node:stream';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { AbortError, AuthError, throwIfAborted } from '../errors.js';
+import { AbortError, AuthError, RegistryError, throwIfAborted } from '../errors.js';
 import { registryApiHost, type ImageReference } from '../reference/index.js';
 import { Authenticator, pullScope } from './auth.js';
 import { resolveCredentials, type Credentials } from './credentials.js';
-import { discardBody, redactUrl, responseError, toTransportError, type ResponseHeaders } from './http.js';
+import {
+  MAX_MANIFEST_BYTES,
+  bufferBody,
+  discardBody,
+  redactUrl,
+  responseError,
+  toTransportError,
+  type ResponseHeaders,
+} from './http.js';
+import { RetryPolicy, RetrySession, type RetryHooks, type RetryPolicyOptions } from './retry.js';
 
 export interface RegistryClientOptions {
   /** Talk plain HTTP to this registry (`--plain-http`). */
@@ -25,7 +38,23 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Redirects to follow per request (default 5). */
   maxRedirections?: number;
+  /** Retry transient failures with this policy; absent, every request is tried once. */
+  retry?: RetryPolicy | RetryPolicyOptions;
+  /** Told before each retry wait and each 429 honoured. */
+  onRetry?: RetryHooks['onRetry'];
+  onRateLimit?: RetryHooks['onRateLimit'];
+  /**
+   * Connect timeout, and the longest silence while waiting for response headers or between
+   * two pieces of a body (default 30 s). A timeout counts as a network failure (retried).
+   */
+  timeoutMs?: number;
 }
+
+/** The default of {@link RegistryClientOptions.timeoutMs}. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Manifest bodies are read inside the retry, so a cut one is fetched again (they are small). */
+const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
 
 export interface RegistryRequest {
   /** Absolute path on the registry, `/v2/...`. */
@@ -37,6 +66,13 @@ export interface RegistryRequest {
   /** What is being fetched, for error messages ("manifest docker.io/library/alpine:3"). */
   what: string;
   signal?: AbortSignal;
+  /** Apply the client's retry policy (default true); false for a caller that retries itself. */
+  retry?: boolean;
+  /**
+   * Read a 2xx body of up to this many bytes inside the retry, so a body cut halfway is
+   * requested again (default: manifests, up to the manifest cap).
+   */
+  bufferBytes?: number;
 }
 
 export interface RegistryResponse {
@@ -86,6 +122,8 @@ export class RegistryClient {
   private readonly dispatcher: Dispatcher;
   private readonly ownAgent: Agent | undefined;
   private readonly userAgent: string;
+  private readonly timeoutMs: number;
+  private readonly retryPolicy: RetryPolicy | undefined;
   private probe: Promise<Probe> | undefined;
 
   constructor(
@@ -95,10 +133,18 @@ export class RegistryClient {
     this.registry = registry;
     this.apiHost = registryApiHost(registry);
     this.userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, not ${this.timeoutMs}`);
+    this.retryPolicy =
+      options.retry === undefined ? undefined : options.retry instanceof RetryPolicy ? options.retry : new RetryPolicy(options.retry);
     if (options.dispatcher !== undefined) {
       this.dispatcher = options.dispatcher;
     } else {
-      this.ownAgent = new Agent();
+      this.ownAgent = new Agent({
+        connect: { timeout: this.timeoutMs },
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
       this.dispatcher = this.ownAgent.compose(
         interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }),
       );
@@ -124,9 +170,24 @@ export class RegistryClient {
 
   /**
    * Sends an authorised request and returns a 2xx response; anything else becomes the
-   * matching error. A 401 (or a 403 on a bearer token) refetches the token once.
+   * matching error. A 401 (or a 403 on a bearer token) refetches the token once. With a
+   * retry policy, transient failures (of the ping and token requests too) are tried again.
    */
   async request(req: RegistryRequest): Promise<RegistryResponse> {
+    if (req.retry === false) return this.requestOnce(req);
+    return this.retrySession(req.what, req.signal).run(() => this.requestOnce(req));
+  }
+
+  /** The retry bookkeeping for one operation under this client's policy and hooks. */
+  retrySession(what: string, signal?: AbortSignal): RetrySession {
+    const hooks: RetryHooks = {
+      ...(this.options.onRetry === undefined ? {} : { onRetry: this.options.onRetry }),
+      ...(this.options.onRateLimit === undefined ? {} : { onRateLimit: this.options.onRateLimit }),
+    };
+    return new RetrySession(this.retryPolicy, what, hooks, signal);
+  }
+
+  private async requestOnce(req: RegistryRequest): Promise<RegistryResponse> {
     const { signal } = req;
     throwIfAborted(signal);
     const { origin } = await this.ping(signal);
@@ -139,7 +200,12 @@ export class RegistryClient {
       if (authorization !== undefined) headers['authorization'] = authorization;
       const response = await this.send(url, method, headers, signal, req.what);
       const { status } = response;
-      if (status >= 200 && status < 300) return response;
+      if (status >= 200 && status < 300) {
+        const bufferBytes = req.bufferBytes ?? (MANIFEST_PATH.test(req.path) ? MAX_MANIFEST_BYTES : undefined);
+        if (bufferBytes === undefined || method === 'HEAD') return response;
+        const body = await bufferBody(response.body, bufferBytes, `${req.what} (${redactUrl(url)})`);
+        return { ...response, body };
+      }
       const retryAuth =
         attempt === 0 &&
         (status === 401 || (status === 403 && authorization?.startsWith('Bearer ') === true));
@@ -159,9 +225,14 @@ export class RegistryClient {
     }
   }
 
-  /** Closes the connections of the client's own agent. */
+  /** Closes the connections of the client's own agent once the requests in flight are done. */
   async close(): Promise<void> {
     await this.ownAgent?.close();
+  }
+
+  /** Closes every connection of the client's own agent now, failing what is in flight. */
+  async destroy(): Promise<void> {
+    await this.ownAgent?.destroy();
   }
 
   /**
@@ -181,9 +252,15 @@ export class RegistryClient {
   }
 
   private async doPing(signal?: AbortSignal): Promise<Probe> {
+    const what = `ping ${this.apiHost}`;
     const tryOrigin = async (origin: string): Promise<Probe> => {
       const url = `${origin}/v2/`;
-      const response = await this.send(url, 'GET', {}, signal, `ping ${this.apiHost}`);
+      const response = await this.send(url, 'GET', {}, signal, what);
+      // A registry that is down or rate limiting says nothing about auth: fail (retryably)
+      // rather than cache "anonymous" for the life of the client.
+      if (response.status >= 500 || response.status === 429) {
+        throw await responseError({ ...response, method: 'GET', what });
+      }
       response.body.resume();
       return { origin, status: response.status, headers: response.headers, url };
     };
@@ -191,7 +268,10 @@ export class RegistryClient {
     try {
       return await tryOrigin(`https://${this.apiHost}`);
     } catch (error) {
-      if (error instanceof AbortError || !isLoopbackHostname(hostnameOf(this.apiHost))) throw error;
+      // An HTTP answer over HTTPS means HTTPS works: no plain-HTTP fallback for that.
+      if (error instanceof AbortError || error instanceof RegistryError || !isLoopbackHostname(hostnameOf(this.apiHost))) {
+        throw error;
+      }
       try {
         return await tryOrigin(`http://${this.apiHost}`);
       } catch (httpError) {
@@ -214,6 +294,9 @@ export class RegistryClient {
         method,
         headers: { 'user-agent': this.userAgent, ...headers },
         dispatcher: this.dispatcher,
+        // Also per request, so a caller's own dispatcher gets them too.
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
         ...(signal === undefined ? {} : { signal }),
       });
       return { status: response.statusCode, headers: response.headers, body: response.body, url };

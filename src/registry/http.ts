@@ -3,7 +3,7 @@
  * is not trusted to send a small manifest), the distribution error envelope, and the
  * mapping from statuses and transport failures to our error classes.
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortError,
   AuthError,
@@ -60,6 +60,39 @@ export async function readBodyCapped(
     throw toTransportError(error);
   }
   return Buffer.concat(chunks, total);
+}
+
+/**
+ * Reads a body of up to `maxBytes` into memory and hands it back as a fresh stream, so a
+ * connection that breaks mid-body fails *here*, inside the request's retry. A larger body
+ * is handed on as it is (what was read, then the rest), for the caller's own cap to refuse.
+ */
+export async function bufferBody(body: Readable, maxBytes: number, what: string): Promise<Readable> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const iterator = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true) return Readable.from(chunks);
+      chunks.push(next.value);
+      total += next.value.length;
+      if (total > maxBytes) {
+        async function* rest(): AsyncGenerator<Buffer> {
+          try {
+            yield* chunks;
+            for (let more = await iterator.next(); more.done !== true; more = await iterator.next()) yield more.value;
+          } finally {
+            discardBody(body); // a reader that stops early must not leave the socket open
+          }
+        }
+        return Readable.from(rest());
+      }
+    }
+  } catch (error) {
+    discardBody(body);
+    throw toTransportError(error, what);
+  }
 }
 
 /** Throws a body away without letting its destruction surface as an unhandled error. */
@@ -170,8 +203,20 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 export function toTransportError(error: unknown, what?: string): OciRootfsError {
   if (error instanceof OciRootfsError) return error;
   if (isAbort(error)) return new AbortError({ cause: error });
-  const message = error instanceof Error ? error.message : String(error);
+  const message = TIMEOUT_MESSAGES.get(errorCode(error)) ?? (error instanceof Error ? error.message : String(error));
   return new NetworkError(`${what === undefined ? '' : `${what}: `}${message}`, { cause: error });
+}
+
+/** undici's timeout messages ("Body Timeout Error") say little; these say what stalled. */
+const TIMEOUT_MESSAGES = new Map<string, string>([
+  ['UND_ERR_CONNECT_TIMEOUT', 'connect timed out'],
+  ['UND_ERR_HEADERS_TIMEOUT', 'timed out waiting for the response headers'],
+  ['UND_ERR_BODY_TIMEOUT', 'the body stalled: no data within the timeout'],
+]);
+
+function errorCode(error: unknown): string {
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : '';
 }
 
 function isAbort(error: unknown): boolean {

@@ -22,7 +22,19 @@ export {
   parseRetryAfter,
 } from './http.js';
 export type { ResponseHeaders } from './http.js';
-export { fetchManifest, manifestMediaType, parseDescriptor, resolveImage } from './manifest.js';
+export {
+  checkFetchedManifest,
+  checkImageManifest,
+  fetchManifest,
+  manifestMediaType,
+  parseConfig,
+  parseDescriptor,
+  resolveImage,
+  singleImagePlatform,
+  withDiffIds,
+} from './manifest.js';
+export * from './foreign.js';
+export * from './schema1.js';
 export type {
   Descriptor,
   FetchManifestOptions,

@@ -2,6 +2,8 @@
  * Manifests: fetch one (every Accept type, Content-Type trusted, digest checked when
  * pulling by digest), and resolve a reference to one image: index → platform → image
  * manifest → config, with every descriptor checked before anyone downloads a layer.
+ * Docker schema 1 manifests resolve to the same shape (see `schema1.ts`): layers by
+ * compressed digest only (no diffIDs), sizes from a HEAD per blob, a synthesised config.
  */
 import {
   ManifestError,
@@ -17,7 +19,7 @@ import {
 } from '../reference/index.js';
 import { digestOf, readBlob, verifyDigest } from './blob.js';
 import type { RegistryClient } from './client.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, headerValue, readBodyCapped } from './http.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, discardBody, headerValue, readBodyCapped } from './http.js';
 import {
   MANIFEST_ACCEPT,
   MediaType,
@@ -38,13 +40,20 @@ import {
   type Platform,
   type PlatformJson,
 } from './platform.js';
+import { parseSchema1, schema1Payload, synthesiseSchema1Config } from './schema1.js';
 
 /** A manifest as fetched: its bytes are what the digest covers. */
 export interface FetchedManifest {
   mediaType: string;
   /** Digest of `bytes` (algorithm of the requested digest, else sha256). */
   digest: string;
+  /**
+   * What the digest covers: the body, except for a signed schema 1 manifest, where it is
+   * the JWS payload (the body without its signatures) and `json` is parsed from it.
+   */
   bytes: Buffer;
+  /** The body as served, when it differs from `bytes` (a signed schema 1 manifest). */
+  signedBytes?: Buffer;
   json: Record<string, unknown>;
 }
 
@@ -62,10 +71,18 @@ export interface LayerDescriptor {
   digest: string;
   size: number;
   mediaType: string;
+  /**
+   * Where a foreign / non-distributable layer is served (only with
+   * {@link ResolveImageOptions.allowForeign}; the registry is not asked for it).
+   */
   urls?: string[];
   compression: Compression;
-  /** sha256 of the uncompressed tar, from the config's `rootfs.diff_ids` (same position). */
-  diffId: string;
+  /**
+   * sha256 of the uncompressed tar, from the config's `rootfs.diff_ids` (same position).
+   * Absent for Docker schema 1 images, which have no diffIDs: their layers are checked by
+   * compressed digest and size only.
+   */
+  diffId?: string;
 }
 
 /** The parts of an image config rootfs users need (the rest stays in the JSON). */
@@ -95,7 +112,11 @@ export interface ResolvedImage {
   manifestDigest: string;
   manifestMediaType: string;
   platform: Platform;
-  config: { digest: string; mediaType: string; size: number; json: ImageConfigJson };
+  /**
+   * The image config. For a schema 1 image it is synthesised from the top
+   * `v1Compatibility` (`synthesised: true`; digest and size are of our JSON, no blob).
+   */
+  config: { digest: string; mediaType: string; size: number; json: ImageConfigJson; synthesised?: boolean };
   /** Base layer first. */
   layers: LayerDescriptor[];
 }
@@ -112,6 +133,11 @@ export interface ResolveImageOptions {
    * single-platform image is taken as it is.
    */
   platform?: string | Platform;
+  /**
+   * Keep foreign / non-distributable layers that name `urls` (their descriptors keep the
+   * URLs; `openForeignBlob` fetches them). By default such a layer is a ManifestError.
+   */
+  allowForeign?: boolean;
 }
 
 /** Nested indexes are legal; this bounds how deep we follow them. */
@@ -138,19 +164,37 @@ export async function fetchManifest(
     (size) => new ManifestError(`${what}: larger than ${MAX_MANIFEST_BYTES} bytes${size === undefined ? '' : ` (${size})`}`),
     response.headers,
   );
-  // By digest, the bytes must hash to it; by tag there is nothing to check against (the
-  // Docker-Content-Digest header is wrong on too many registries to be trusted).
+  return checkFetchedManifest(bytes, headerValue(response.headers, 'content-type'), ref.digest, what);
+}
+
+/**
+ * Types, parses and digests a manifest body (`expectedDigest`: the digest it was asked by,
+ * which it must match). By digest, the bytes must hash to it; by tag there is nothing to
+ * check against (the Docker-Content-Digest header is wrong on too many registries to be
+ * trusted). A signed schema 1 manifest is digested, and read, over its JWS payload.
+ */
+export function checkFetchedManifest(
+  body: Buffer,
+  contentType: string | undefined,
+  expectedDigest: string | undefined,
+  what: string,
+): FetchedManifest {
+  let json = parseJsonObject(body, what);
+  const mediaType = manifestMediaType(contentType, json);
+  if (mediaType === undefined) throw new ManifestError(`${what}: unknown manifest type`);
+  let bytes = body;
+  if (isSchema1MediaType(mediaType)) {
+    bytes = schema1Payload(body, json, what);
+    if (bytes !== body) json = parseJsonObject(bytes, `${what} (signed payload)`);
+  }
   let digest: string;
-  if (ref.digest !== undefined) {
-    verifyDigest(bytes, ref.digest, what);
-    digest = ref.digest;
+  if (expectedDigest !== undefined) {
+    verifyDigest(bytes, expectedDigest, what);
+    digest = expectedDigest;
   } else {
     digest = digestOf(bytes);
   }
-  const json = parseJsonObject(bytes, what);
-  const mediaType = manifestMediaType(headerValue(response.headers, 'content-type'), json);
-  if (mediaType === undefined) throw new ManifestError(`${what}: unknown manifest type`);
-  return { mediaType, digest, bytes, json };
+  return { mediaType, digest, bytes, ...(bytes === body ? {} : { signedBytes: body }), json };
 }
 
 /**
@@ -182,29 +226,23 @@ export async function resolveImage(
     const { entry, platform } = selectPlatform(entries, wanted);
     picked = platform;
     const child = await fetchManifest(client, withDigest(ref, entry.digest), signalOption);
-    if (child.bytes.length !== entry.size) {
-      throw new SizeMismatchError(`manifest ${entry.digest}`, entry.size, child.bytes.length);
+    const served = child.signedBytes ?? child.bytes;
+    if (served.length !== entry.size) {
+      throw new SizeMismatchError(`manifest ${entry.digest}`, entry.size, served.length);
     }
     manifest = child;
   }
   if (isSchema1MediaType(manifest.mediaType)) {
-    throw new ManifestError('schema 1 manifests are not supported yet');
+    return resolveSchema1(client, ref, manifest, { explicit, picked, indexDigest, signal });
   }
   if (!isImageManifestMediaType(manifest.mediaType)) {
     throw new ManifestError(`${ref.toString()}: not an image manifest (${manifest.mediaType})`);
   }
 
   const what = `manifest ${manifest.digest}`;
-  const configDescriptor = parseDescriptor(manifest.json['config'], `${what} config`);
-  if (!isConfigMediaType(configDescriptor.mediaType)) {
-    throw new ManifestError(
-      `${ref.toString()} is not a container image (config media type ${configDescriptor.mediaType})`,
-    );
-  }
-  const rawLayers = manifest.json['layers'];
-  if (!Array.isArray(rawLayers)) throw new ManifestError(`${what}: "layers" is not a list`);
-  // Layers are judged before anything is downloaded: a foreign or unknown layer fails now.
-  const checked = rawLayers.map((layer, index) => checkLayer(parseDescriptor(layer, `${what} layer ${index}`), index));
+  const { config: configDescriptor, layers: checked } = checkImageManifest(manifest.json, what, ref.toString(), {
+    allowForeign: options.allowForeign === true,
+  });
 
   throwIfAborted(signal);
   const configBytes = await readBlob(
@@ -216,32 +254,8 @@ export async function resolveImage(
     signalOption,
   );
   const config = parseConfig(configBytes, configDescriptor.digest);
-
-  const configPlatform = platformFromJson(config);
-  if (picked === undefined) {
-    if (configPlatform === undefined) {
-      throw new ManifestError(`config ${configDescriptor.digest}: no os/architecture`);
-    }
-    // A single-platform image is what the user named; only an explicit --platform checks it.
-    if (explicit !== undefined && !platformMatches(explicit, configPlatform)) {
-      throw new PlatformNotFoundError(formatPlatform(explicit), [formatPlatform(configPlatform)]);
-    }
-    picked = configPlatform;
-  }
-
-  const diffIds = config.rootfs.diff_ids;
-  if (diffIds.length !== checked.length) {
-    throw new ManifestError(
-      `${what}: ${checked.length} layers but the config lists ${diffIds.length} diff_ids`,
-    );
-  }
-  const layers = checked.map((layer, index): LayerDescriptor => {
-    const diffId = diffIds[index] ?? '';
-    if (!isValidDigest(diffId) || !diffId.startsWith('sha256:')) {
-      throw new ManifestError(`layer ${index} (${layer.digest}): invalid diff_id ${JSON.stringify(diffId)} in the config`);
-    }
-    return { ...layer, diffId };
-  });
+  picked ??= singleImagePlatform(config, `config ${configDescriptor.digest}`, explicit);
+  const layers = withDiffIds(checked, config, what);
 
   return {
     reference: ref,
@@ -257,6 +271,134 @@ export async function resolveImage(
     },
     layers,
   };
+}
+
+/**
+ * The platform of a single-platform image, from its config. Such an image is what the
+ * user named; only an explicit --platform checks it.
+ */
+export function singleImagePlatform(config: ImageConfigJson, what: string, explicit: Platform | undefined): Platform {
+  const configPlatform = platformFromJson(config);
+  if (configPlatform === undefined) throw new ManifestError(`${what}: no os/architecture`);
+  if (explicit !== undefined && !platformMatches(explicit, configPlatform)) {
+    throw new PlatformNotFoundError(formatPlatform(explicit), [formatPlatform(configPlatform)]);
+  }
+  return configPlatform;
+}
+
+/** The config descriptor and the checked layers of an OCI / Docker schema 2 image manifest. */
+export function checkImageManifest(
+  json: Record<string, unknown>,
+  what: string,
+  name: string,
+  options: { allowForeign?: boolean } = {},
+): { config: Descriptor; layers: Array<Omit<LayerDescriptor, 'diffId'>> } {
+  const config = parseDescriptor(json['config'], `${what} config`);
+  if (!isConfigMediaType(config.mediaType)) {
+    throw new ManifestError(`${name} is not a container image (config media type ${config.mediaType})`);
+  }
+  const rawLayers = json['layers'];
+  if (!Array.isArray(rawLayers)) throw new ManifestError(`${what}: "layers" is not a list`);
+  // Layers are judged before anything is downloaded: a foreign or unknown layer fails now.
+  const layers = rawLayers.map((layer, index) =>
+    checkLayer(parseDescriptor(layer, `${what} layer ${index}`), index, options.allowForeign === true),
+  );
+  return { config, layers };
+}
+
+/** Pairs layers with the config's `rootfs.diff_ids`, position by position. */
+export function withDiffIds(
+  layers: ReadonlyArray<Omit<LayerDescriptor, 'diffId'>>,
+  config: ImageConfigJson,
+  what: string,
+): LayerDescriptor[] {
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== layers.length) {
+    throw new ManifestError(`${what}: ${layers.length} layers but the config lists ${diffIds.length} diff_ids`);
+  }
+  return layers.map((layer, index): LayerDescriptor => {
+    const diffId = diffIds[index] ?? '';
+    if (!isValidDigest(diffId) || !diffId.startsWith('sha256:')) {
+      throw new ManifestError(`layer ${index} (${layer.digest}): invalid diff_id ${JSON.stringify(diffId)} in the config`);
+    }
+    return { ...layer, diffId };
+  });
+}
+
+interface Schema1Context {
+  explicit: Platform | undefined;
+  picked: Platform | undefined;
+  indexDigest: string | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * A schema 1 image: layers base first without throwaways, sizes from `HEAD` (schema 1 has
+ * none; the digest check then covers size too), config synthesised from `v1Compatibility`.
+ */
+async function resolveSchema1(
+  client: RegistryClient,
+  ref: ImageReference,
+  manifest: FetchedManifest,
+  context: Schema1Context,
+): Promise<ResolvedImage> {
+  const what = `schema 1 manifest ${manifest.digest}`;
+  const image = parseSchema1(manifest.json, what);
+  if (image.layers.length === 0) throw new ManifestError(`${what}: every layer is a throwaway layer`);
+  const json = synthesiseSchema1Config(image);
+  const platform = context.picked ?? singleImagePlatform(json, what, context.explicit);
+  throwIfAborted(context.signal);
+  const sizes = await Promise.all(
+    image.layers.map((layer) => blobSize(client, ref, layer.digest, context.signal)),
+  );
+  const layers = image.layers.map(
+    (layer, index): LayerDescriptor => ({
+      digest: layer.digest,
+      size: sizes[index] ?? 0,
+      mediaType: MediaType.dockerLayerGzip,
+      compression: 'gzip',
+    }),
+  );
+  const configBytes = Buffer.from(JSON.stringify(json));
+  return {
+    reference: ref,
+    ...(context.indexDigest === undefined ? {} : { indexDigest: context.indexDigest }),
+    manifestDigest: manifest.digest,
+    manifestMediaType: manifest.mediaType,
+    platform,
+    config: {
+      digest: digestOf(configBytes),
+      mediaType: MediaType.ociConfig,
+      size: configBytes.length,
+      json,
+      synthesised: true,
+    },
+    layers,
+  };
+}
+
+/** `HEAD /v2/<name>/blobs/<digest>`: the blob's size from Content-Length. */
+async function blobSize(
+  client: RegistryClient,
+  ref: ImageReference,
+  digest: string,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const what = `blob ${digest} of ${ref.registry}/${ref.repository}`;
+  const response = await client.request({
+    path: `/v2/${ref.repository}/blobs/${digest}`,
+    repository: ref.repository,
+    method: 'HEAD',
+    what,
+    ...(signal === undefined ? {} : { signal }),
+  });
+  discardBody(response.body);
+  const length = headerValue(response.headers, 'content-length');
+  const size = length === undefined ? Number.NaN : Number(length);
+  if (!/^\d+$/.test(length ?? '') || !Number.isSafeInteger(size)) {
+    throw new ManifestError(`${what}: HEAD gave no usable Content-Length (${JSON.stringify(length)}); schema 1 has no layer sizes`);
+  }
+  return size;
 }
 
 /** Content-Type first (parameters dropped); generic or missing types fall back on the JSON. */
@@ -302,21 +444,28 @@ export function parseDescriptor(value: unknown, what: string): Descriptor {
   return descriptor;
 }
 
-function checkLayer(descriptor: Descriptor, index: number): Omit<LayerDescriptor, 'diffId'> {
+function checkLayer(descriptor: Descriptor, index: number, allowForeign: boolean): Omit<LayerDescriptor, 'diffId'> {
   const name = `layer ${index} (${descriptor.digest})`;
-  if (descriptor.urls !== undefined) {
+  if (descriptor.urls !== undefined && !allowForeign) {
     throw new ManifestError(
-      `${name} is a foreign layer served from ${descriptor.urls.join(', ')}; foreign layers are not supported`,
+      `${name} is a foreign layer served from ${descriptor.urls.join(', ')}; foreign layers are not pulled unless allowed`,
     );
   }
   const compression = layerCompression(descriptor.mediaType);
   if (compression === undefined) {
     throw new ManifestError(`${name} has the unknown media type ${descriptor.mediaType}`);
   }
-  return { digest: descriptor.digest, size: descriptor.size, mediaType: descriptor.mediaType, compression };
+  return {
+    digest: descriptor.digest,
+    size: descriptor.size,
+    mediaType: descriptor.mediaType,
+    ...(descriptor.urls === undefined ? {} : { urls: descriptor.urls }),
+    compression,
+  };
 }
 
-function parseConfig(bytes: Buffer, digest: string): ImageConfigJson {
+/** Parses an image config and checks its `rootfs`. */
+export function parseConfig(bytes: Buffer, digest: string): ImageConfigJson {
   const what = `config ${digest}`;
   const json = parseJsonObject(bytes, what);
   const rootfs = json['rootfs'];
@@ -329,7 +478,7 @@ function parseConfig(bytes: Buffer, digest: string): ImageConfigJson {
   return json as ImageConfigJson;
 }
 
-function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
+export function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(bytes.toString('utf8'));

@@ -10,17 +10,24 @@ import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { Deflate } from 'pako';
 import { UsageError } from '../errors.js';
+import { createZstdCompressor } from './zstd.js';
 
-/** What `-o` / `--format` can name. `zstd` is recognised but not written yet. */
+/** What `-o` / `--format` can name. */
 export type OutputFormat = 'tar' | 'gzip' | 'zstd';
 
 /** Which deflate implementation compresses a gzip output. */
 export type CompressorEngine = 'node' | 'pako';
 
 export interface CompressorOptions {
-  /** Deflate level 0 (store) to 9 (smallest); 6 when absent, as gzip(1). */
+  /**
+   * gzip: deflate level 0 (store) to 9 (smallest), 6 when absent, as gzip(1).
+   * zstd: 1 (fastest) to 19 (smallest), 3 when absent, as zstd(1).
+   */
   level?: number;
-  /** `node` (node:zlib, fast) unless a runtime has no node:zlib; then `pako`. */
+  /**
+   * gzip only: `node` (node:zlib, fast) unless a runtime has no node:zlib; then `pako`.
+   * zstd takes node:zlib where the running Node has zstd, else the zstd-napi binding.
+   */
   engine?: CompressorEngine;
 }
 
@@ -44,7 +51,7 @@ export function createCompressor(format: OutputFormat, options: CompressorOption
       return options.engine === 'pako' ? new PakoGzip(level) : createNodeGzip(level);
     }
     case 'zstd':
-      throw new UsageError('zstd output is not supported yet');
+      return createZstdCompressor(options.level === undefined ? {} : { level: options.level });
   }
 }
 

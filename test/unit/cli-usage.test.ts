@@ -102,9 +102,11 @@ describe('oci-rootfs CLI usage', () => {
     expectUsageError(await run(['pull', 'alpine', '--format', 'zip']), /--format.*'zip' is invalid/);
   });
 
-  it('says zstd is not supported yet, whether asked by --format or by the file name', async () => {
-    expectUsageError(await run(['pull', 'alpine', '--format', 'zstd']), /zstd output is not supported yet/);
-    expectUsageError(await run(['pull', 'alpine', '-o', 'rootfs.tar.zst']), /zstd output is not supported yet/);
+  it('checks --level against the output format before any network traffic', async () => {
+    expectUsageError(await run(['pull', 'alpine', '--format', 'zstd', '--level', '0']), /out of range for zstd/);
+    expectUsageError(await run(['pull', 'alpine', '-o', 'rootfs.tar.gz', '--level', '12']), /out of range for gzip/);
+    expectUsageError(await run(['pull', 'alpine', '-o', 'rootfs.tar', '--level', '3']), /only to gzip or zstd/);
+    expectUsageError(await run(['pull', 'alpine', '--format', 'zip']), /Expected tar, gzip or zstd/);
   });
 
   it('rejects unknown options, a missing image and unknown commands with status 2', async () => {

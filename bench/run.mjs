@@ -1,0 +1,433 @@
+#!/usr/bin/env node
+// `npm run bench`: builds (or reuses) the bench images, serves them from a local
+// distribution registry, and measures oci-rootfs end to end, stage by stage, and against
+// the peer tools. See bench/README.md.
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureImage } from './lib/images.mjs';
+import { pushImage, startRegistry } from './lib/registry.mjs';
+import { measureStages } from './lib/stages.mjs';
+import { children, fmt, hasTool, mbps, median, MiB, run, sh, table } from './lib/util.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const cli = join(root, 'dist', 'cli', 'main.js');
+
+const env = (name, fallback) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);
+  return n;
+};
+const config = {
+  bigMb: env('BENCH_BIG_MB', 1024),
+  manyFiles: env('BENCH_MANY_FILES', 100_000),
+  singleMb: env('BENCH_SINGLE_MB', 200),
+  runs: Math.round(env('BENCH_RUNS', 1)),
+  double: process.env.BENCH_DOUBLE === '1',
+  pakoMb: env('BENCH_PAKO_MB', 256),
+  only: (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean),
+  peers: process.env.BENCH_PEERS !== '0',
+  stages: process.env.BENCH_STAGES !== '0',
+  tmp: process.env.BENCH_TMPDIR ?? tmpdir(),
+};
+
+const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: the registry and any child die, temp dirs go, whatever happens.
+
+let tempRoot;
+let registry;
+let cleaning;
+async function cleanup() {
+  cleaning ??= (async () => {
+    for (const child of children) {
+      try {
+        child.kill('SIGTERM');
+      } catch {}
+    }
+    if (registry) await registry.stop().catch(() => {});
+    for (const child of children) {
+      try {
+        child.kill('SIGKILL');
+      } catch {}
+    }
+    if (tempRoot) rmSync(tempRoot, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end with our CLI
+
+async function ourPull(ref, out, extra = []) {
+  const timeFile = join(tempRoot, 'time.txt');
+  return run(process.execPath, [cli, 'pull', '--plain-http', ref, '-o', out, ...extra], { timeV: true, timeFile });
+}
+
+/** Pull to stdout, timing the first chunk as the bench receives it. */
+async function ourPullStdout(ref) {
+  const timeFile = join(tempRoot, 'time.txt');
+  let first;
+  let bytes = 0;
+  const r = await run(process.execPath, [cli, 'pull', '--plain-http', ref, '-o', '-'], {
+    timeV: true,
+    timeFile,
+    onStdout: (chunk, at) => {
+      first ??= at;
+      bytes += chunk.length;
+    },
+  });
+  return { ...r, firstByte: first, bytes };
+}
+
+async function repeat(runs, fn) {
+  const results = [];
+  for (let i = 0; i < runs; i++) results.push(await fn(i));
+  return results;
+}
+
+function summarize(results, bytes) {
+  const failed = results.find((r) => r.code !== 0);
+  if (failed) return { error: `exit ${failed.code}: ${failed.stderr.trim().split('\n').pop()}` };
+  const seconds = median(results.map((r) => r.seconds));
+  return {
+    seconds,
+    secondsAll: results.map((r) => r.seconds),
+    mbps: mbps(bytes, seconds),
+    rssMiB: median(results.map((r) => r.rssKiB / 1024)),
+    firstByte: median(results.map((r) => r.firstByte)),
+  };
+}
+
+async function measureEndToEnd(image, ref, dir) {
+  const res = {};
+  const outTar = join(dir, 'ours.tar');
+  log('  e2e: pull -o .tar');
+  const tarRuns = await repeat(config.runs, async () => {
+    rmSync(outTar, { force: true });
+    return ourPull(ref, outTar);
+  });
+  const rootfsBytes = existsSync(outTar) ? statSync(outTar).size : 0;
+  res.rootfsBytes = rootfsBytes;
+  res.tar = summarize(tarRuns, rootfsBytes);
+  if (existsSync(outTar)) {
+    const listing = await sh(`tar -tf ${outTar} | wc -l`);
+    res.entries = Number(listing.stdout.trim());
+  }
+
+  log('  e2e: pull -o .tar.gz');
+  const outGz = join(dir, 'ours.tar.gz');
+  const gzRuns = await repeat(config.runs, async () => {
+    rmSync(outGz, { force: true });
+    return ourPull(ref, outGz);
+  });
+  res.gzip = summarize(gzRuns, rootfsBytes);
+  if (existsSync(outGz)) res.gzip.outBytes = statSync(outGz).size;
+  rmSync(outGz, { force: true });
+
+  log('  e2e: pull --format zstd');
+  const outZst = join(dir, 'ours.tar.zst');
+  const zst = await ourPull(ref, outZst, ['--format', 'zstd']);
+  if (zst.code === 0) {
+    const zstRuns = [zst, ...(await repeat(config.runs - 1, async () => {
+      rmSync(outZst, { force: true });
+      return ourPull(ref, outZst, ['--format', 'zstd']);
+    }))];
+    res.zstd = summarize(zstRuns, rootfsBytes);
+  } else {
+    res.zstd = { na: true, note: zst.stderr.trim().split('\n').pop() };
+  }
+  rmSync(outZst, { force: true });
+
+  log('  e2e: pull -o - (stdout, time to first byte)');
+  const stdoutRuns = await repeat(config.runs, () => ourPullStdout(ref));
+  res.stdout = summarize(stdoutRuns, rootfsBytes);
+  res.stdout.bytes = stdoutRuns[0].bytes;
+  return { res, outTar };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers and ceilings
+
+async function timedShell(script) {
+  const timeFile = join(tempRoot, 'time.txt');
+  const r = await run('bash', ['-o', 'pipefail', '-c', script], { timeV: true, timeFile });
+  if (r.code !== 0) throw new Error(`failed (${r.code}): ${script}\n${r.stderr.slice(-2000)}`);
+  return r;
+}
+
+async function measurePeers(image, host, repo, dir, outTar) {
+  const peers = {};
+  const skip = (tool) => ({ skipped: `${tool} not installed` });
+  const ociDir = join(dir, 'oci');
+  const bundle = join(dir, 'bundle');
+  if (!hasTool('skopeo')) peers.skopeo = skip('skopeo');
+  if (!hasTool('umoci')) peers.umoci = skip('umoci');
+  const canPeer = hasTool('skopeo') && hasTool('umoci') && process.getuid?.() === 0;
+  if (hasTool('umoci') && process.getuid?.() !== 0) peers.umoci = { skipped: 'umoci unpack needs root (no --rootless here)' };
+  if (canPeer) {
+    const samples = { skopeo: [], umoci: [], tarGzip: [], tarPigz: [], rss: { skopeo: [], umoci: [], tarGzip: [], tarPigz: [] } };
+    for (let i = 0; i < config.runs; i++) {
+      rmSync(ociDir, { recursive: true, force: true });
+      rmSync(bundle, { recursive: true, force: true });
+      log('  peer: skopeo copy');
+      const s = await timedShell(`skopeo copy -q --src-tls-verify=false docker://${host}/${repo}:v1 oci:${ociDir}:v1`);
+      log('  peer: umoci unpack');
+      const u = await timedShell(`umoci unpack --image ${ociDir}:v1 ${bundle}`);
+      log('  peer: tar | gzip -6');
+      const g = await timedShell(`tar -C ${bundle}/rootfs -cf - . | gzip -6 > ${join(dir, 'peer.tar.gz')}`);
+      let p;
+      if (hasTool('pigz')) {
+        log('  peer: tar | pigz -6 -p 2');
+        p = await timedShell(`tar -C ${bundle}/rootfs -cf - . | pigz -6 -p 2 > ${join(dir, 'peer-pigz.tar.gz')}`);
+      }
+      samples.skopeo.push(s.seconds);
+      samples.umoci.push(u.seconds);
+      samples.tarGzip.push(g.seconds);
+      if (p) samples.tarPigz.push(p.seconds);
+      samples.rss.skopeo.push(s.rssKiB / 1024);
+      samples.rss.umoci.push(u.rssKiB / 1024);
+      samples.rss.tarGzip.push(g.rssKiB / 1024);
+      if (p) samples.rss.tarPigz.push(p.rssKiB / 1024);
+    }
+    peers.skopeo = { seconds: median(samples.skopeo), rssMiB: median(samples.rss.skopeo) };
+    peers.umoci = { seconds: median(samples.umoci), rssMiB: median(samples.rss.umoci) };
+    peers.tarGzip = { seconds: median(samples.tarGzip), rssMiB: median(samples.rss.tarGzip) };
+    peers.tarPigz = hasTool('pigz') ? { seconds: median(samples.tarPigz), rssMiB: median(samples.rss.tarPigz) } : skip('pigz');
+    peers.pathGzip = { seconds: peers.skopeo.seconds + peers.umoci.seconds + peers.tarGzip.seconds };
+    if (peers.tarPigz.seconds !== undefined) peers.pathPigz = { seconds: peers.skopeo.seconds + peers.umoci.seconds + peers.tarPigz.seconds };
+    peers.treeCheck = await compareTrees(bundle, outTar);
+  }
+  rmSync(ociDir, { recursive: true, force: true });
+  rmSync(bundle, { recursive: true, force: true });
+  rmSync(join(dir, 'peer.tar.gz'), { force: true });
+  rmSync(join(dir, 'peer-pigz.tar.gz'), { force: true });
+
+  // Ceilings
+  const ceilings = {};
+  const files = image.layers.map((l) => l.file).join(' ');
+  ceilings.gzipDc = { seconds: median(await repeat(config.runs, async () => (await timedShell(`gzip -dc ${files} > /dev/null`)).seconds)) };
+  if (hasTool('pigz') && existsSync(outTar)) {
+    ceilings.pigz = { seconds: median(await repeat(config.runs, async () => (await timedShell(`pigz -6 -p 2 -c ${outTar} > /dev/null`)).seconds)) };
+  } else ceilings.pigz = skip('pigz');
+  return { peers, ceilings };
+}
+
+/** Sanity check: the same set of paths in umoci's rootfs and in our tar (names only). */
+async function compareTrees(bundle, outTar) {
+  if (!existsSync(outTar)) return { note: 'no output tar' };
+  const ours = await sh(`tar -tf ${outTar} | sed -e 's#^\\./##' -e 's#/$##' | grep -v '^\\.\\?$' | LC_ALL=C sort`);
+  const theirs = await sh(`cd ${bundle}/rootfs && find . -mindepth 1 | sed 's#^\\./##' | LC_ALL=C sort`);
+  const a = new Set(ours.stdout.split('\n').filter(Boolean));
+  const b = new Set(theirs.stdout.split('\n').filter(Boolean));
+  const onlyOurs = [...a].filter((p) => !b.has(p));
+  const onlyUmoci = [...b].filter((p) => !a.has(p));
+  return { ours: a.size, umoci: b.size, onlyOurs: onlyOurs.length, onlyUmoci: onlyUmoci.length, examples: [...onlyOurs.slice(0, 3).map((p) => `+${p}`), ...onlyUmoci.slice(0, 3).map((p) => `-${p}`)] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+const TARGETS = {
+  gzipVsPeer: 0.33,
+  gzipVsPigz: 1.2,
+  tarVsGunzip: 1.0,
+  entriesPerSecond: 30_000,
+  rssMiB: 150,
+  rssGrowth: 0.1,
+};
+
+function ratios(result) {
+  const r = {};
+  const e = result.e2e;
+  if (e.gzip?.seconds && result.peers?.pathGzip?.seconds) r.gzipVsPeer = e.gzip.seconds / result.peers.pathGzip.seconds;
+  if (e.gzip?.seconds && result.ceilings?.pigz?.seconds) r.gzipVsPigz = e.gzip.seconds / result.ceilings.pigz.seconds;
+  if (e.tar?.seconds && result.ceilings?.gzipDc?.seconds) r.tarVsGunzip = e.tar.seconds / result.ceilings.gzipDc.seconds;
+  if (e.tar?.seconds && e.entries) r.entriesPerSecond = e.entries / e.tar.seconds;
+  return r;
+}
+
+const verdict = (value, target, lowerIsBetter = true) =>
+  value === undefined ? '-' : (lowerIsBetter ? value <= target : value >= target) ? 'ok' : 'MISS';
+
+function report(results, meta) {
+  const out = [];
+  const mb = (b) => (b / MiB).toFixed(1);
+  for (const r of results) {
+    const img = r.image;
+    out.push(`\n=== ${r.name}: ${img.layers.length} layers, ${mb(img.tarBytes)} MiB layer tars, ${mb(img.gzBytes)} MiB gzip, ${img.entries} layer entries; rootfs ${mb(r.e2e.rootfsBytes)} MiB, ${r.e2e.entries ?? '?'} entries ===`);
+    const busy = Math.max(r.loadBefore ?? 0, r.loadAfter ?? 0);
+    if (busy > cpus().length * 0.75) {
+      out.push(`WARNING: load average ${r.loadBefore?.toFixed(1)} before / ${r.loadAfter?.toFixed(1)} after this image on ${cpus().length} CPUs: other processes were competing, numbers are pessimistic`);
+    }
+    const e = r.e2e;
+    const row = (label, m) =>
+      m.na ? [label, 'n/a', '', '', '', m.note ?? ''] : m.error ? [label, 'error', '', '', '', m.error] : [label, fmt(m.seconds, 2), fmt(m.mbps), fmt(m.rssMiB), fmt(m.firstByte, 3), m.outBytes ? `${mb(m.outBytes)} MiB out` : ''];
+    out.push(
+      table([
+        ['oci-rootfs end to end', 'wall s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
+        row('pull -o rootfs.tar', e.tar),
+        row('pull -o rootfs.tar.gz', e.gzip),
+        row('pull --format zstd', e.zstd),
+        row('pull -o - (stdout)', e.stdout),
+      ]),
+    );
+    if (r.stages) {
+      out.push('');
+      out.push(
+        table([
+          ['stage (in-process, cached blobs)', 'input MiB', 'seconds', 'MB/s input', 'MB/s rootfs-equiv', 'note'],
+          ...r.stages.rows.map((s) => {
+            const sec = median(s.seconds);
+            const extra = [s.entries ? `${s.entries} entries, ${Math.round(s.entries / sec)}/s` : '', s.note ?? ''].filter(Boolean).join('; ');
+            const rootfsEquiv = s.note?.startsWith('first') ? mbps(s.inBytes, sec) : mbps(r.stages.tarBytes, sec);
+            return [s.stage, mb(s.inBytes), fmt(sec, 2), fmt(mbps(s.inBytes, sec)), fmt(rootfsEquiv), extra];
+          }),
+        ]),
+      );
+    }
+    out.push('');
+    const p = r.peers ?? {};
+    const c = r.ceilings ?? {};
+    const peerRow = (label, m) => (m === undefined ? [label, '-', '-', '-', ''] : m.skipped ? [label, 'skipped', '', '', m.skipped] : [label, fmt(m.seconds, 2), fmt(mbps(r.e2e.rootfsBytes, m.seconds)), fmt(m.rssMiB), '']);
+    out.push(
+      table([
+        ['peers and ceilings', 'wall s', 'MB/s rootfs', 'peak RSS MiB', 'note'],
+        peerRow('skopeo copy → oci layout', p.skopeo),
+        peerRow('umoci unpack', p.umoci),
+        peerRow('tar -c | gzip -6', p.tarGzip),
+        peerRow('tar -c | pigz -6 -p 2', p.tarPigz),
+        peerRow('peer path, gzip (sum of the 3)', p.pathGzip),
+        peerRow('peer path, pigz (sum of the 3)', p.pathPigz),
+        peerRow('ceiling: gzip -dc layers > /dev/null', c.gzipDc),
+        peerRow('ceiling: pigz -6 -p 2 our tar', c.pigz),
+      ]),
+    );
+    if (p.treeCheck) {
+      const t = p.treeCheck;
+      out.push(`tree check vs umoci: ${t.ours} paths ours, ${t.umoci} umoci, ${t.onlyOurs} only ours, ${t.onlyUmoci} only umoci ${t.examples?.length ? t.examples.join(' ') : ''}`);
+    }
+    const q = ratios(r);
+    r.ratios = q;
+    out.push('');
+    const ratioRows = [
+      ['ratio', 'value', 'target', 'verdict'],
+      ['our gzip time / peer path time (skopeo+umoci+tar|gzip)', fmt(q.gzipVsPeer, 2), `≤ ${TARGETS.gzipVsPeer}`, verdict(q.gzipVsPeer, TARGETS.gzipVsPeer)],
+      ['our gzip time / pigz -6 -p 2 ceiling', fmt(q.gzipVsPigz, 2), `≤ ${TARGETS.gzipVsPigz}`, verdict(q.gzipVsPigz, TARGETS.gzipVsPigz)],
+      ['our tar time / gzip -dc time', fmt(q.tarVsGunzip, 2), `≤ ${TARGETS.tarVsGunzip}`, verdict(q.tarVsGunzip, TARGETS.tarVsGunzip)],
+    ];
+    if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
+    if (r.kind === 'big') {
+      const rss = Math.max(e.tar.rssMiB ?? 0, e.gzip.rssMiB ?? 0, e.stdout.rssMiB ?? 0) || undefined;
+      q.peakRssMiB = rss;
+      ratioRows.push(['peak RSS MiB (max of tar, gzip, stdout)', fmt(rss), `≤ ${TARGETS.rssMiB}`, verdict(rss, TARGETS.rssMiB)]);
+    }
+    out.push(table(ratioRows));
+  }
+  const big = results.find((r) => r.name === 'big');
+  const big2 = results.find((r) => r.name === 'big-2x');
+  if (big && big2 && big.ratios.peakRssMiB && big2.ratios.peakRssMiB) {
+    const growth = big2.ratios.peakRssMiB / big.ratios.peakRssMiB - 1;
+    meta.rssGrowth = growth;
+    out.push(`\npeak RSS growth big → big-2x: ${fmt(big.ratios.peakRssMiB)} → ${fmt(big2.ratios.peakRssMiB)} MiB = ${(growth * 100).toFixed(1)}% (target ≤ ${TARGETS.rssGrowth * 100}%): ${verdict(growth, TARGETS.rssGrowth)}`);
+  }
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const started = performance.now();
+  if (!existsSync(cli)) throw new Error(`${cli} missing: run npm run build`);
+  tempRoot = mkdtempSync(join(config.tmp, 'oci-rootfs-bench-'));
+  const cacheRoot = join(here, '.cache');
+  await mkdir(cacheRoot, { recursive: true });
+  log(`config: ${JSON.stringify(config)}; temp ${tempRoot}`);
+
+  const plan = [
+    { name: 'big', kind: 'big', param: config.bigMb },
+    { name: 'many', kind: 'many', param: config.manyFiles },
+    { name: 'single', kind: 'single', param: config.singleMb },
+  ];
+  if (config.double) plan.push({ name: 'big-2x', kind: 'big', param: config.bigMb * 2 });
+  const selected = config.only.length ? plan.filter((p) => config.only.includes(p.name)) : plan;
+
+  for (const p of selected) p.image = await ensureImage(cacheRoot, p.kind, p.param, log);
+
+  registry = await startRegistry(tempRoot);
+  log(`registry at ${registry.host} (pid ${registry.pid})`);
+  for (const p of selected) {
+    p.repo = `bench/${p.name}`;
+    const seconds = await pushImage(registry.url, p.repo, 'v1', p.image);
+    log(`pushed ${p.repo}:v1 in ${seconds.toFixed(1)} s`);
+  }
+
+  const results = [];
+  for (const p of selected) {
+    log(`measuring ${p.name}`);
+    const dir = join(tempRoot, p.name);
+    await mkdir(dir, { recursive: true });
+    const ref = `${registry.host}/${p.repo}:v1`;
+    // Other work on the machine skews every number: record the load, warn in the report.
+    const loadBefore = loadavg()[0];
+    const { res, outTar } = await measureEndToEnd(p.image, ref, dir);
+    const result = { name: p.name, kind: p.kind, param: p.param, image: p.image, e2e: res, loadBefore };
+    if (config.stages) {
+      log('  stages');
+      result.stages = await measureStages(p.image, {
+        registryUrl: registry.url,
+        repo: p.repo,
+        runs: config.runs,
+        pakoLimitBytes: config.pakoMb * MiB,
+        log,
+      });
+    }
+    if (config.peers) Object.assign(result, await measurePeers(p.image, registry.host, p.repo, dir, outTar));
+    await rm(dir, { recursive: true, force: true });
+    result.loadAfter = loadavg()[0];
+    results.push(result);
+  }
+
+  const meta = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    memGiB: totalmem() / 2 ** 30,
+    config,
+  };
+  const text = report(results, meta);
+  meta.totalSeconds = (performance.now() - started) / 1000;
+  process.stdout.write(`${text}\n\ntotal bench time ${meta.totalSeconds.toFixed(0)} s\n`);
+
+  const resultsDir = join(here, 'results');
+  await mkdir(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${meta.date.replace(/[:.]/g, '-')}.json`);
+  const json = results.map(({ image, ...r }) => ({
+    ...r,
+    image: { key: image.key, layers: image.layers.map(({ file: _f, ...l }) => l), tarBytes: image.tarBytes, gzBytes: image.gzBytes, entries: image.entries },
+  }));
+  await writeFile(file, JSON.stringify({ meta, targets: TARGETS, results: json }, null, 2));
+  log(`results written to ${file}`);
+}
+
+try {
+  await main();
+} catch (error) {
+  process.stderr.write(`[bench] failed: ${error?.stack ?? error}\n`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
