@@ -179,7 +179,17 @@ export function checkFetchedManifest(
   expectedDigest: string | undefined,
   what: string,
 ): FetchedManifest {
-  let json = parseJsonObject(body, what);
+  // Bytes pulled by digest are believed only once they hash right: a tampered body must fail
+  // as an integrity error, not as whatever its broken content looks like. Only a signed
+  // schema 1 manifest, digested over its payload, needs parsing first.
+  const matchesAsIs = expectedDigest !== undefined && digestOf(body, algorithmOf(expectedDigest)) === expectedDigest;
+  let json: Record<string, unknown>;
+  try {
+    json = parseJsonObject(body, what);
+  } catch (error) {
+    if (expectedDigest !== undefined && !matchesAsIs) verifyDigest(body, expectedDigest, what);
+    throw error;
+  }
   const mediaType = manifestMediaType(contentType, json);
   if (mediaType === undefined) throw new ManifestError(`${what}: unknown manifest type`);
   let bytes = body;
@@ -189,7 +199,7 @@ export function checkFetchedManifest(
   }
   let digest: string;
   if (expectedDigest !== undefined) {
-    verifyDigest(bytes, expectedDigest, what);
+    if (!matchesAsIs || bytes !== body) verifyDigest(bytes, expectedDigest, what);
     digest = expectedDigest;
   } else {
     digest = digestOf(bytes);
@@ -489,4 +499,10 @@ export function parseJsonObject(bytes: Buffer, what: string): Record<string, unk
     throw new ManifestError(`${what}: not a JSON object`);
   }
   return parsed as Record<string, unknown>;
+}
+
+/** `sha256` of `sha256:…`: the algorithm a digest names. */
+function algorithmOf(digest: string): string {
+  const colon = digest.indexOf(':');
+  return colon === -1 ? 'sha256' : digest.slice(0, colon);
 }

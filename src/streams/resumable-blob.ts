@@ -56,26 +56,45 @@ export class PrematureEndError extends NetworkError {
 }
 
 /**
+ * A hash that a stage upstream already keeps over exactly the bytes it passes on, so a
+ * digest check further down can take it instead of hashing every byte a second time.
+ */
+export interface UpstreamHash {
+  /** `sha256`. */
+  readonly hashAlgorithm: string;
+  /** Hex digest of every byte passed on so far (read it once the stream has ended). */
+  digestSoFar(): string;
+}
+
+/** The resumable blob: a Readable that also exposes the running hash it keeps anyway. */
+export type ResumableBlobStream = Readable & UpstreamHash;
+
+/**
  * Opens the blob (retrying the first request as any other) and returns the stream once the
  * first response is in, so a 404 or an auth failure rejects here rather than mid-stream.
  */
-export async function openResumableBlob(options: ResumableBlobOptions): Promise<Readable> {
+export async function openResumableBlob(options: ResumableBlobOptions): Promise<ResumableBlobStream> {
   const blob = new ResumableBlob(options);
   await blob.start();
   return blob;
 }
 
-class ResumableBlob extends Readable {
+class ResumableBlob extends Readable implements UpstreamHash {
+  readonly hashAlgorithm = 'sha256';
   readonly #options: ResumableBlobOptions;
   readonly #what: string;
   /** Aborts the request in flight and any retry wait when the stream is destroyed. */
   readonly #controller = new AbortController();
   readonly #onOuterAbort: () => void;
-  /** Hash of every byte pushed so far: checks a server that restarts from byte 0. */
+  /**
+   * Hash of every byte pushed so far: checks a server that restarts from byte 0, and is the
+   * blob's digest for the verifier downstream ({@link digestSoFar}).
+   */
   readonly #hash: Hash = createHash('sha256');
   #offset = 0;
   #part: BlobPart | undefined;
   #pumping = false;
+  #starting = false;
   #wakeReader: (() => void) | undefined;
 
   constructor(options: ResumableBlobOptions) {
@@ -83,18 +102,35 @@ class ResumableBlob extends Readable {
     this.#options = options;
     this.#what = options.what ?? 'blob';
     // A blob read to its end has nothing left to abort: an error now would reach no listener.
+    // Neither would one before start() returned the stream: then the request is cancelled
+    // and start() rejects instead.
     this.#onOuterAbort = () => {
-      if (!this.readableEnded) this.destroy(new AbortError({ cause: options.signal?.reason }));
+      if (this.#starting) this.#controller.abort(options.signal?.reason);
+      else if (!this.readableEnded) this.destroy(new AbortError({ cause: options.signal?.reason }));
     };
     options.signal?.addEventListener('abort', this.#onOuterAbort, { once: true });
   }
 
+  /**
+   * The running hash of every byte pushed: the digest verifier downstream takes it rather
+   * than hashing the blob again (one sha256 pass over the compressed bytes, not two).
+   */
+  digestSoFar(): string {
+    return this.#hash.copy().digest('hex');
+  }
+
   async start(): Promise<void> {
+    this.#starting = true;
     try {
+      if (this.#options.signal?.aborted) throw new AbortError({ cause: this.#options.signal.reason });
       this.#part = await this.#openWithRetry();
     } catch (error) {
       this.destroy();
-      throw error;
+      throw this.#options.signal?.aborted && !(error instanceof AbortError)
+        ? new AbortError({ cause: this.#options.signal.reason })
+        : error;
+    } finally {
+      this.#starting = false;
     }
   }
 
