@@ -18,6 +18,7 @@ import {
   type StdoutLike,
 } from '../streams/output-file.js';
 import { reportWarning } from './errors.js';
+import { addConnectionOptions, connectionOptions, type ConnectionCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
 import {
   ConfigFetch,
@@ -33,7 +34,7 @@ import {
 } from './pull-outputs.js';
 
 /** The options commander hands to the action, after the parsers below. */
-export interface PullCommandOptions {
+export interface PullCommandOptions extends ConnectionCommandOptions {
   output?: string;
   format?: 'tar' | 'gzip' | 'zstd';
   platform?: string;
@@ -87,7 +88,7 @@ truncated archive; use "set -o pipefail" to see the exit status in a pipeline.
 `;
 
 export function registerPullCommand(program: Command, io: CliIo): Command {
-  return program
+  const command = program
     .command('pull')
     .description('pull an image and write its flattened root filesystem as one tar archive')
     .argument('<image>', 'image reference, e.g. alpine, alpine:3.20, ghcr.io/org/app@sha256:...')
@@ -101,7 +102,8 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--username <name>', 'registry user name (default: from the Docker config)')
     .option('--password <password>', 'registry password or token (visible to other users; prefer --password-stdin)')
     .option('--password-stdin', 'read the registry password or token from stdin')
-    .option('--plain-http', 'talk to the registry over plain HTTP')
+    .option('--plain-http', 'talk to the registry over plain HTTP');
+  return addConnectionOptions(command)
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
@@ -170,7 +172,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
   try {
-    const registryOptions = pullOptions(options, password, controller.signal);
+    const registryOptions = { ...pullOptions(options, password, controller.signal), ...connectionOptions(options, io) };
     if (options.ifChanged === true && file !== undefined) {
       if (await upToDate(reference, file, recorded, registryOptions, reporter, options, io)) {
         compressor.destroy();

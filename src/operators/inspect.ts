@@ -40,7 +40,7 @@ import {
   selectPlatform,
   type Platform,
 } from '../registry/platform.js';
-import type { PullOptions } from './pull-options.js';
+import { connectionOptions, type PullOptions } from './pull-options.js';
 
 /**
  * What the registry queries can be told: the registry options of a pull (credentials,
@@ -384,12 +384,7 @@ function inspectedEntry(entry: Descriptor): InspectedIndexEntry {
 
 /** The registry part of the options, in the shape the client wants (absent stays absent). */
 export function registryClientOptions(options: ImageQueryOptions): RegistryClientOptions {
-  return {
-    ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-    ...(options.dockerConfigDir === undefined ? {} : { dockerConfigDir: options.dockerConfigDir }),
-  };
+  return connectionOptions(options);
 }
 
 function signalOption(options: { signal?: AbortSignal }): { signal?: AbortSignal } {

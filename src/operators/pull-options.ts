@@ -1,3 +1,5 @@
+import type { RegistryClientOptions } from '../registry/client.js';
+
 /**
  * What a pull can be told. Shared by `pullRootfs()` (stream users), `pullRootfs$()`
  * (reactive users) and the CLI, so an option added here reaches all three.
@@ -14,6 +16,17 @@ export interface PullOptions {
   plainHttp?: boolean;
   /** Where `config.json` lives; `DOCKER_CONFIG`, then `~/.docker`, when absent. */
   dockerConfigDir?: string;
+  /** A podman-style auth file read before podman's and docker's (default `$REGISTRY_AUTH_FILE`). */
+  authFile?: string;
+  /** PEM files of CA certificates to trust besides the default roots (`--ca-file`). */
+  caFiles?: readonly string[];
+  /** Skip TLS certificate verification (`--insecure`). */
+  insecure?: boolean;
+  /**
+   * A Docker Hub mirror URL (`--registry-mirror`, `REGISTRY_MIRROR`): `docker.io` images are
+   * asked of it first, and of Docker Hub when it lacks them or is unreachable.
+   */
+  registryMirror?: string;
   /**
    * Tries after the first for a request or a layer body that fails transiently (reset,
    * timeout, 5xx, 429) before the pull fails (default 5; `--retries`). A resumed layer body
@@ -33,4 +46,22 @@ export interface PullOptions {
    * registry credentials; without it such a layer is an error that names it.
    */
   allowForeign?: boolean;
+}
+
+/**
+ * What the options say about reaching the registry: credentials, TLS, proxy-free settings,
+ * mirror and timeouts. Retries are the caller's: a pull always retries, a query tries once.
+ */
+export function connectionOptions(options: PullOptions): RegistryClientOptions {
+  return {
+    ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.dockerConfigDir === undefined ? {} : { dockerConfigDir: options.dockerConfigDir }),
+    ...(options.authFile === undefined ? {} : { authFile: options.authFile }),
+    ...(options.caFiles === undefined ? {} : { caFiles: options.caFiles }),
+    ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
+    ...(options.registryMirror === undefined ? {} : { registryMirror: options.registryMirror }),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  };
 }

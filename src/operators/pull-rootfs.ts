@@ -9,7 +9,7 @@ import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import { openSource, parseSourceReference, type SourceImage, type SourceReference } from '../sources/index.js';
 import { layerSources, type LayerSourceOptions } from './layer-sources.js';
-import type { PullOptions } from './pull-options.js';
+import { connectionOptions, type PullOptions } from './pull-options.js';
 import { resolveImage$ } from './resolve-image.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
@@ -53,6 +53,7 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
         ...clientOptions(options),
         onRetry: (notice) => network$.next({ type: 'retry', ...notice }),
         onRateLimit: (info) => network$.next({ type: 'rate-limit', ...info }),
+        onWarning: (warning) => network$.next({ type: 'warning', ...warning }),
       });
       // Done or abandoned, nothing in flight is wanted: close every socket now (a graceful
       // close would wait on a request that an abort has not yet torn down).
@@ -178,11 +179,7 @@ export function pullRootfs(
 
 function clientOptions(options: PullOptions): RegistryClientOptions {
   return {
-    ...(options.plainHttp === undefined ? {} : { plainHttp: options.plainHttp }),
-    ...(options.username === undefined ? {} : { username: options.username }),
-    ...(options.password === undefined ? {} : { password: options.password }),
-    ...(options.dockerConfigDir === undefined ? {} : { dockerConfigDir: options.dockerConfigDir }),
-    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...connectionOptions(options),
     // The bare client tries once; a pull always retries (DESIGN.md §4).
     retry: {
       ...(options.retries === undefined ? {} : { retries: options.retries }),

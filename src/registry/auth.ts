@@ -3,6 +3,12 @@
  * 401 carries the challenge. Bearer: fetch a token per scope from the realm (with Basic
  * credentials when we have them), cache it until `expires_in` (at least 60 s), and fetch it
  * again when the registry answers 401. Basic: send the credentials on every request.
+ *
+ * A registry may want more than the pull scope of the repository (a mount, a registry that
+ * scopes per catalog): a 401/403 whose challenge says `error="insufficient_scope"` and names
+ * `scope`s adds them, and the next token is asked for the union (`scope` repeated, as the
+ * distribution token spec has it). An identity token (OAuth2 refresh token) is exchanged by
+ * `POST`ing `grant_type=refresh_token` to the realm, as docker does; it never goes out as Basic.
  */
 import type { Readable } from 'node:stream';
 import { AbortError, AuthError, throwIfAborted } from '../errors.js';
@@ -26,6 +32,13 @@ export interface AuthTransport {
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ status: number; headers: ResponseHeaders; body: Readable }>;
+  /** `POST` a form to an absolute URL (the OAuth2 token endpoint). */
+  post(
+    url: URL,
+    headers: Record<string, string>,
+    body: string,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; headers: ResponseHeaders; body: Readable }>;
 }
 
 export interface AuthenticatorOptions {
@@ -44,6 +57,9 @@ export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
 }
 
+/** The `client_id` we send with OAuth2 requests, as docker sends `docker`. */
+export const OAUTH_CLIENT_ID = 'oci-rootfs';
+
 /** The least lifetime we assume for a token (the distribution token spec's default). */
 const MIN_TOKEN_SECONDS = 60;
 /** Refresh a little early so a token does not expire between check and use. */
@@ -57,13 +73,20 @@ type Scheme =
 interface CachedToken {
   token: string;
   expiresAt: number;
+  /** An OAuth2 answer's new refresh token, if it sent one. */
+  refreshToken?: string;
 }
 
 export class Authenticator {
   private scheme: Promise<Scheme> | undefined;
   private credentials: Promise<Credentials | undefined> | undefined;
+  /** Tokens by the space-joined sorted scopes they were asked for. */
   private readonly tokens = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<CachedToken>>();
+  /** Scopes a registry asked for beyond a request's own, by that request's scope. */
+  private readonly extraScopes = new Map<string, Set<string>>();
+  /** The refresh token a token endpoint handed back last, replacing the configured one. */
+  private refreshToken: string | undefined;
   private readonly now: () => number;
 
   constructor(private readonly options: AuthenticatorOptions) {
@@ -76,20 +99,25 @@ export class Authenticator {
     if (scheme.kind === 'anonymous') return undefined;
     if (scheme.kind === 'basic') {
       const credentials = await this.getCredentials(signal);
+      if (credentials?.identityToken !== undefined) {
+        throw new AuthError(`${this.options.registry}: an identity token needs token auth, and the registry asks for Basic auth`);
+      }
       return credentials === undefined ? undefined : basicHeader(credentials);
     }
-    const cached = this.tokens.get(scope);
+    const scopes = this.scopesFor(scope);
+    const key = scopes.join(' ');
+    const cached = this.tokens.get(key);
     if (cached !== undefined && cached.expiresAt > this.now()) return `Bearer ${cached.token}`;
     for (let attempt = 0; ; attempt++) {
-      let pending = this.inflight.get(scope);
+      let pending = this.inflight.get(key);
       if (pending === undefined) {
         // Concurrent layer requests share one token request per scope.
-        pending = this.fetchToken(scheme, scope, signal).finally(() => this.inflight.delete(scope));
-        this.inflight.set(scope, pending);
+        pending = this.fetchToken(scheme, scopes, signal).finally(() => this.inflight.delete(key));
+        this.inflight.set(key, pending);
       }
       try {
         const token = await pending;
-        this.tokens.set(scope, token);
+        this.tokens.set(key, token);
         return `Bearer ${token.token}`;
       } catch (error) {
         // The shared request was aborted by *another* caller's signal: ask again for ours.
@@ -100,13 +128,32 @@ export class Authenticator {
   }
 
   /**
-   * A request in `scope` was answered 401: forget the token, and adopt the challenge of
-   * that answer when it has one (the registry may ask for auth /v2/ did not ask for).
+   * A request in `scope` was answered 401 (or 403): forget the token, and adopt the
+   * challenge of that answer when it has one (the registry may ask for auth /v2/ did not
+   * ask for). The scopes the challenge names join the request's for the next token.
    */
   invalidate(scope: string, wwwAuthenticate?: string | readonly string[]): void {
-    this.tokens.delete(scope);
-    const scheme = schemeFromChallenges(parseChallenges(wwwAuthenticate));
+    this.tokens.delete(this.scopesFor(scope).join(' '));
+    const challenges = parseChallenges(wwwAuthenticate);
+    const asked = findChallenge(challenges, 'bearer')?.params['scope'];
+    if (asked !== undefined) {
+      const extra = this.extraScopes.get(scope) ?? new Set<string>();
+      for (const wanted of asked.split(' ')) if (wanted !== '' && wanted !== scope) extra.add(wanted);
+      if (extra.size > 0) this.extraScopes.set(scope, extra);
+    }
+    const scheme = schemeFromChallenges(challenges);
     if (scheme !== undefined) this.scheme = Promise.resolve(scheme);
+  }
+
+  /** The scopes a token for a request in `scope` is asked for, sorted so equal sets share a token. */
+  private scopesFor(scope: string): string[] {
+    const extra = this.extraScopes.get(scope);
+    return extra === undefined ? [scope] : [...new Set([scope, ...extra])].sort();
+  }
+
+  /** Whether any credentials (explicit or from a config file) were found for the registry. */
+  async hasCredentials(signal?: AbortSignal): Promise<boolean> {
+    return (await this.getCredentials(signal)) !== undefined;
   }
 
   private resolveScheme(signal?: AbortSignal): Promise<Scheme> {
@@ -144,7 +191,7 @@ export class Authenticator {
 
   private async fetchToken(
     scheme: Extract<Scheme, { kind: 'bearer' }>,
-    scope: string,
+    scopes: readonly string[],
     signal?: AbortSignal,
   ): Promise<CachedToken> {
     let url: URL;
@@ -162,19 +209,41 @@ export class Authenticator {
           ' (only https, loopback, or the registry host chosen for plain HTTP)',
       );
     }
-    if (scheme.service !== undefined) url.searchParams.set('service', scheme.service);
-    url.searchParams.set('scope', scope);
-
     const credentials = await this.getCredentials(signal);
-    const headers: Record<string, string> = {};
-    if (credentials !== undefined) headers['authorization'] = basicHeader(credentials);
-    const response = await this.options.transport.get(url, headers, signal);
+    const scope = scopes.join(' ');
     const what = `token for ${scope} from ${url.origin}`;
+    const refreshToken = this.refreshToken ?? credentials?.identityToken;
+    let response: Awaited<ReturnType<AuthTransport['get']>>;
+    if (refreshToken !== undefined) {
+      // OAuth2 (RFC 6749 §6), the form docker posts: scopes space-separated in one field.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken });
+      if (scheme.service !== undefined) form.set('service', scheme.service);
+      form.set('scope', scope);
+      form.set('client_id', OAUTH_CLIENT_ID);
+      response = await this.options.transport.post(
+        url,
+        { 'content-type': 'application/x-www-form-urlencoded' },
+        form.toString(),
+        signal,
+      );
+    } else {
+      if (scheme.service !== undefined) url.searchParams.set('service', scheme.service);
+      for (const each of scopes) url.searchParams.append('scope', each);
+      const headers: Record<string, string> = {};
+      if (credentials !== undefined) headers['authorization'] = basicHeader(credentials);
+      response = await this.options.transport.get(url, headers, signal);
+    }
     if (response.status < 200 || response.status >= 300) {
       const error = await responseError({ ...response, method: 'GET', url: url.toString(), what });
       if (response.status === 401 || response.status === 403) {
         throw new AuthError(
-          `${this.options.registry}: the token service refused ${credentials === undefined ? 'an anonymous request' : `the credentials of "${credentials.username}"`} for ${scope}`,
+          `${this.options.registry}: the token service refused ${
+            refreshToken !== undefined
+              ? 'the identity token'
+              : credentials === undefined
+                ? 'an anonymous request'
+                : `the credentials of "${credentials.username}"`
+          } for ${scope}`,
           { cause: error },
         );
       }
@@ -187,7 +256,10 @@ export class Authenticator {
       response.headers,
     );
     throwIfAborted(signal);
-    return parseTokenResponse(bytes, what, this.now());
+    const token = parseTokenResponse(bytes, what, this.now());
+    // A token endpoint may rotate the refresh token; the old one may stop working.
+    if (refreshToken !== undefined && token.refreshToken !== undefined) this.refreshToken = token.refreshToken;
+    return token;
   }
 }
 
@@ -211,7 +283,8 @@ export function parseTokenResponse(bytes: Buffer, what: string, now: number): Ca
     typeof body['expires_in'] === 'number' && Number.isFinite(body['expires_in'])
       ? Math.max(MIN_TOKEN_SECONDS, body['expires_in'])
       : MIN_TOKEN_SECONDS;
-  return { token, expiresAt: now + expiresIn * 1000 - EXPIRY_MARGIN_MS };
+  const refreshToken = typeof body['refresh_token'] === 'string' && body['refresh_token'] !== '' ? body['refresh_token'] : undefined;
+  return { token, expiresAt: now + expiresIn * 1000 - EXPIRY_MARGIN_MS, ...(refreshToken === undefined ? {} : { refreshToken }) };
 }
 
 function schemeFromChallenges(challenges: Challenge[]): Scheme | undefined {

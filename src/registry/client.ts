@@ -1,19 +1,28 @@
 /**
- * One registry's HTTP API: scheme choice, auth, redirects, status → error mapping, retries.
- * Requests go through an undici `Agent` composed with the redirect interceptor (undici 7
- * refuses `maxRedirections` on `request`); that interceptor drops `Authorization` when a
- * redirect changes origin, so blob redirects to a CDN never see our token.
+ * One registry's HTTP API: scheme choice, auth, redirects, status → error mapping, retries,
+ * and for Docker Hub an optional mirror. Requests go through undici's `EnvHttpProxyAgent`
+ * (proxy.ts) composed with the redirect interceptor (undici 7 refuses `maxRedirections` on
+ * `request`); that interceptor drops `Authorization` when a redirect changes origin, so blob
+ * redirects to a CDN never see our token.
  *
  * Retrying is opt-in (`retry`), as undici's retry interceptor is: the bare client makes one
  * try and reports exactly what happened; `pullRootfs$` composes the policy in. A retried
  * request is retried whole: ping, token, request, and for manifests the body too.
  */
 import type { Readable } from 'node:stream';
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { AbortError, AuthError, RegistryError, throwIfAborted } from '../errors.js';
+import { request, type Dispatcher } from 'undici';
+import {
+  AbortError,
+  AuthError,
+  NetworkError,
+  NotFoundError,
+  OciRootfsError,
+  RegistryError,
+  throwIfAborted,
+} from '../errors.js';
 import { registryApiHost, type ImageReference } from '../reference/index.js';
 import { Authenticator, pullScope } from './auth.js';
-import { resolveCredentials, type Credentials } from './credentials.js';
+import { resolveCredentials, type CredentialEnv, type Credentials } from './credentials.js';
 import {
   MAX_MANIFEST_BYTES,
   bufferBody,
@@ -23,7 +32,10 @@ import {
   toTransportError,
   type ResponseHeaders,
 } from './http.js';
+import { isDockerHub, mirrorHost, type MirrorWarning } from './mirror.js';
+import { createRegistryDispatcher } from './proxy.js';
 import { RetryPolicy, RetrySession, type RetryHooks, type RetryPolicyOptions } from './retry.js';
+import { CERTIFICATE_HINT, certificateProblem, tlsConnectOptions } from './tls.js';
 
 export interface RegistryClientOptions {
   /** Talk plain HTTP to this registry (`--plain-http`). */
@@ -33,6 +45,25 @@ export interface RegistryClientOptions {
   password?: string;
   /** Directory holding the docker `config.json` (default `$DOCKER_CONFIG`, `~/.docker`). */
   dockerConfigDir?: string;
+  /** A podman-style auth file read before the others (default `$REGISTRY_AUTH_FILE`). */
+  authFile?: string;
+  /**
+   * Where the proxy variables, `NO_PROXY`, `NODE_EXTRA_CA_CERTS`, `REGISTRY_AUTH_FILE`,
+   * `XDG_RUNTIME_DIR` and `DOCKER_CONFIG` are read, once, when the client is made
+   * (default `process.env`).
+   */
+  env?: CredentialEnv;
+  /** PEM files of CA certificates to trust besides the default roots (`--ca-file`). */
+  caFiles?: readonly string[];
+  /** Skip TLS certificate verification (`--insecure`): anyone on the path can read and change the pull. */
+  insecure?: boolean;
+  /**
+   * A Docker Hub mirror, `https://host[:port]` (`--registry-mirror`): for `docker.io`
+   * references it is asked first, and Docker Hub only when it lacks the image or fails.
+   */
+  registryMirror?: string;
+  /** Told when the mirror was passed over for the origin (once per reason). */
+  onWarning?: (warning: MirrorWarning) => void;
   /** Use this dispatcher instead of an own Agent (it should follow redirects itself). */
   dispatcher?: Dispatcher;
   userAgent?: string;
@@ -120,7 +151,12 @@ export class RegistryClient {
   readonly apiHost: string;
   readonly auth: Authenticator;
   private readonly dispatcher: Dispatcher;
-  private readonly ownAgent: Agent | undefined;
+  private readonly ownAgent: Dispatcher | undefined;
+  /** The Docker Hub mirror's client, while the mirror is worth asking. */
+  private mirror: RegistryClient | undefined;
+  /** Repositories whose manifests the mirror did not have: their blobs go to the origin. */
+  private readonly mirrorMisses = new Set<string>();
+  private readonly mirrorWarned = new Set<string>();
   private readonly userAgent: string;
   private readonly timeoutMs: number;
   private readonly retryPolicy: RetryPolicy | undefined;
@@ -137,17 +173,39 @@ export class RegistryClient {
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be positive, not ${this.timeoutMs}`);
     this.retryPolicy =
       options.retry === undefined ? undefined : options.retry instanceof RetryPolicy ? options.retry : new RetryPolicy(options.retry);
+    const env = options.env ?? process.env;
     if (options.dispatcher !== undefined) {
       this.dispatcher = options.dispatcher;
     } else {
-      this.ownAgent = new Agent({
-        connect: { timeout: this.timeoutMs },
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+      const { agent, dispatcher } = createRegistryDispatcher({
+        timeoutMs: this.timeoutMs,
+        maxRedirections: options.maxRedirections ?? 5,
+        tls: tlsConnectOptions(
+          {
+            ...(options.caFiles === undefined ? {} : { caFiles: options.caFiles }),
+            ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
+          },
+          env,
+        ),
+        env,
       });
-      this.dispatcher = this.ownAgent.compose(
-        interceptors.redirect({ maxRedirections: options.maxRedirections ?? 5 }),
-      );
+      this.ownAgent = agent;
+      this.dispatcher = dispatcher;
+    }
+    if (options.registryMirror !== undefined && isDockerHub(registry)) {
+      const mirror = mirrorHost(options.registryMirror);
+      // The mirror is its own registry: its own ping, auth and credentials (looked up by
+      // its host; explicit credentials are Docker Hub's and stay with Docker Hub). It is
+      // tried once per request: any failure is the origin's turn, not a retry's.
+      this.mirror = new RegistryClient(mirror.host, {
+        ...(options.dockerConfigDir === undefined ? {} : { dockerConfigDir: options.dockerConfigDir }),
+        ...(options.authFile === undefined ? {} : { authFile: options.authFile }),
+        ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }),
+        env,
+        plainHttp: mirror.plainHttp,
+        timeoutMs: this.timeoutMs,
+        dispatcher: this.dispatcher,
+      });
     }
     this.auth = new Authenticator({
       registry,
@@ -157,6 +215,7 @@ export class RegistryClient {
           return { status: probe.status, headers: probe.headers, url: probe.url };
         },
         get: (url, headers, signal) => this.send(url.toString(), 'GET', headers, signal, 'token request'),
+        post: (url, headers, body, signal) => this.send(url.toString(), 'POST', headers, signal, 'token request', body),
       },
       credentials: (signal) => this.credentials(signal),
       isRealmAllowed: (realm) => this.isRealmAllowed(realm),
@@ -174,6 +233,8 @@ export class RegistryClient {
    * retry policy, transient failures (of the ping and token requests too) are tried again.
    */
   async request(req: RegistryRequest): Promise<RegistryResponse> {
+    const fromMirror = await this.tryMirror(req);
+    if (fromMirror !== undefined) return fromMirror;
     if (req.retry === false) return this.requestOnce(req);
     return this.retrySession(req.what, req.signal).run(() => this.requestOnce(req));
   }
@@ -184,7 +245,38 @@ export class RegistryClient {
       ...(this.options.onRetry === undefined ? {} : { onRetry: this.options.onRetry }),
       ...(this.options.onRateLimit === undefined ? {} : { onRateLimit: this.options.onRateLimit }),
     };
-    return new RetrySession(this.retryPolicy, what, hooks, signal);
+    return new CertificateAwareSession(this.retryPolicy, what, hooks, signal);
+  }
+
+  /**
+   * Asks the Docker Hub mirror first, if there is one: its answer, or undefined when the
+   * origin must answer instead. A mirror that cannot be reached is not asked again by this
+   * client; one that lacks a repository's manifest is not asked for its blobs.
+   */
+  private async tryMirror(req: RegistryRequest): Promise<RegistryResponse | undefined> {
+    const mirror = this.mirror;
+    if (mirror === undefined || this.mirrorMisses.has(req.repository)) return undefined;
+    try {
+      return await mirror.request({ ...req, retry: false });
+    } catch (error) {
+      if (error instanceof AbortError || !(error instanceof OciRootfsError)) throw error;
+      if (error instanceof NotFoundError) {
+        if (MANIFEST_PATH.test(req.path)) this.mirrorMisses.add(req.repository);
+        this.warnMirror('not-found', `registry mirror ${mirror.apiHost} does not have ${req.what}; asking ${this.apiHost}`);
+      } else if (error instanceof NetworkError) {
+        this.mirror = undefined;
+        this.warnMirror('unreachable', `registry mirror ${mirror.apiHost} is unreachable (${error.message}); using ${this.apiHost}`);
+      } else {
+        this.warnMirror(`failed-${req.repository}`, `registry mirror ${mirror.apiHost} failed (${error.message}); asking ${this.apiHost}`);
+      }
+      return undefined;
+    }
+  }
+
+  private warnMirror(key: string, message: string): void {
+    if (this.mirrorWarned.has(key)) return;
+    this.mirrorWarned.add(key);
+    this.options.onWarning?.({ code: 'MIRROR_FALLBACK', message });
   }
 
   private async requestOnce(req: RegistryRequest): Promise<RegistryResponse> {
@@ -218,7 +310,8 @@ export class RegistryClient {
         throw await responseError({ ...response, method, what: `${req.what}: too many redirects or no Location` });
       }
       const error = await responseError({ ...response, method, what: req.what });
-      if (error instanceof AuthError && authorization === undefined && status === 401) {
+      // Anonymous, or with an anonymous bearer token: the likely fix is a login.
+      if (error instanceof AuthError && status === 401 && !(await this.auth.hasCredentials(signal))) {
         throw new AuthError(`${error.message} (no credentials found for ${this.registry})`, { cause: error });
       }
       throw error;
@@ -227,11 +320,13 @@ export class RegistryClient {
 
   /** Closes the connections of the client's own agent once the requests in flight are done. */
   async close(): Promise<void> {
+    await this.mirror?.close();
     await this.ownAgent?.close();
   }
 
   /** Closes every connection of the client's own agent now, failing what is in flight. */
   async destroy(): Promise<void> {
+    await this.mirror?.destroy();
     await this.ownAgent?.destroy();
   }
 
@@ -268,8 +363,15 @@ export class RegistryClient {
     try {
       return await tryOrigin(`https://${this.apiHost}`);
     } catch (error) {
-      // An HTTP answer over HTTPS means HTTPS works: no plain-HTTP fallback for that.
-      if (error instanceof AbortError || error instanceof RegistryError || !isLoopbackHostname(hostnameOf(this.apiHost))) {
+      // An HTTP answer over HTTPS means HTTPS works: no plain-HTTP fallback for that. Nor for
+      // a certificate we do not trust: the host speaks TLS, and its plain-HTTP port would
+      // only answer "400 Client sent an HTTP request to an HTTPS server".
+      if (
+        error instanceof AbortError ||
+        error instanceof RegistryError ||
+        certificateProblem(error) !== undefined ||
+        !isLoopbackHostname(hostnameOf(this.apiHost))
+      ) {
         throw error;
       }
       try {
@@ -284,15 +386,17 @@ export class RegistryClient {
 
   private async send(
     url: string,
-    method: 'GET' | 'HEAD',
+    method: 'GET' | 'HEAD' | 'POST',
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
     what: string,
+    body?: string,
   ): Promise<RegistryResponse> {
     try {
       const response = await request(url, {
         method,
         headers: { 'user-agent': this.userAgent, ...headers },
+        ...(body === undefined ? {} : { body }),
         dispatcher: this.dispatcher,
         // Also per request, so a caller's own dispatcher gets them too.
         headersTimeout: this.timeoutMs,
@@ -302,6 +406,12 @@ export class RegistryClient {
       return { status: response.statusCode, headers: response.headers, body: response.body, url };
     } catch (error) {
       if (signal?.aborted === true) throw new AbortError({ cause: signal.reason });
+      const problem = certificateProblem(error);
+      if (problem !== undefined) {
+        throw new NetworkError(`${what} (${redactUrl(url)}): TLS certificate problem: ${problem}; ${CERTIFICATE_HINT}`, {
+          cause: error,
+        });
+      }
       throw toTransportError(error, `${what} (${redactUrl(url)})`);
     }
   }
@@ -311,6 +421,8 @@ export class RegistryClient {
       ...(this.options.username === undefined ? {} : { username: this.options.username }),
       ...(this.options.password === undefined ? {} : { password: this.options.password }),
       ...(this.options.dockerConfigDir === undefined ? {} : { dockerConfigDir: this.options.dockerConfigDir }),
+      ...(this.options.authFile === undefined ? {} : { authFile: this.options.authFile }),
+      ...(this.options.env === undefined ? {} : { env: this.options.env }),
       ...(signal === undefined ? {} : { signal }),
     });
   }
@@ -320,5 +432,16 @@ export class RegistryClient {
     if (realm.protocol === 'https:') return true;
     if (isLoopbackHostname(realm.hostname)) return true;
     return this.options.plainHttp === true && realm.hostname === hostnameOf(this.apiHost).toLowerCase();
+  }
+}
+
+/**
+ * A retry session that gives up at once on a certificate problem: the certificate will be
+ * just as untrusted on the next try, and five backoffs would only hide the reason.
+ */
+class CertificateAwareSession extends RetrySession {
+  override async pause(error: unknown): Promise<void> {
+    if (error instanceof NetworkError && certificateProblem(error) !== undefined) throw error;
+    return super.pause(error);
   }
 }
