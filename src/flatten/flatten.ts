@@ -1,16 +1,19 @@
 import { HardlinkTargetError, MalformedArchiveError, throwIfAborted } from '../errors.js';
 import { readTar } from '../streams/tar/reader.js';
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
-import { END_OF_ARCHIVE, encodeHeader, paddingFor } from '../streams/tar/writer.js';
+import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from '../streams/tar/writer.js';
 import { LinkWatches, mergeGroups, newGroup, type LinkGroup, type LinkMember } from './hardlinks.js';
 import {
+  childKey,
   classifyName,
-  isAufsMetaPath,
+  isAufsMetaKey,
   joinKey,
   keyToBuffer,
-  normalizeEntryName,
+  normalizeKey,
   parentKey,
   printable,
+  ROOT,
+  WHITEOUT_PREFIX,
   type PathKey,
 } from './paths.js';
 import { resolveParents, type ParentKind } from './resolve.js';
@@ -28,6 +31,12 @@ export interface FlattenLayer {
    * has been verified (digest and diffID). May be called again (pre-pass, re-fetch).
    */
   open(signal: AbortSignal): AsyncIterable<Uint8Array> | Promise<AsyncIterable<Uint8Array>>;
+  /**
+   * Optional: start fetching the layer's bytes ahead, within a memory budget, so that the next
+   * `open()` finds them waiting (DESIGN.md §8). Called at most once, while the layer above
+   * streams; `signal` aborts when the flatten ends, which must release whatever was not taken.
+   */
+  prefetch?(signal: AbortSignal): void;
 }
 
 export interface LayerFlattenStats {
@@ -38,7 +47,10 @@ export interface LayerFlattenStats {
 
 export interface FlattenOptions {
   signal?: AbortSignal;
-  /** Bytes of hidden same-layer files kept for hardlinks before a re-fetch is needed. */
+  /**
+   * Bytes of hidden same-layer files kept for hardlinks before a re-fetch is needed
+   * (default 8 MiB: such links are rare, and this memory is held while every layer streams).
+   */
   hiddenBodyBudget?: number;
   /** Applied after the flatten decision: a left-out path still hides its lower copies. */
   filter?: (header: Readonly<TarHeader>) => boolean;
@@ -46,32 +58,72 @@ export interface FlattenOptions {
   onLayerDone?: (stats: LayerFlattenStats) => void;
 }
 
-const DEFAULT_HIDDEN_BODY_BUDGET = 32 * 1024 * 1024;
-/** Small writes (headers, links) are gathered up to this size before they are yielded. */
-const OUTPUT_BATCH = 64 * 1024;
+const DEFAULT_HIDDEN_BODY_BUDGET = 8 * 1024 * 1024;
+/**
+ * Small writes (headers, links, small bodies) are gathered up to this size before they are
+ * yielded: each chunk costs a write downstream (a thread-pool round trip for a file), and
+ * 64 KiB batches left the flattener waiting on those (many: 7.5 s → 6.4 s end to end).
+ */
+const OUTPUT_BATCH = 256 * 1024;
 const IMPLICIT_DIR_MODE = 0o755;
 /** Bodies up to this size are copied into the output batch instead of yielded alone. */
 const SMALL_BODY = 32 * 1024;
+const BLOCK = 512;
+/** Room for a few output batches: a full one is sealed and a new one allocated. */
+const BATCH_CAPACITY = 1024 * 1024;
 const DIR_KIND: ParentKind = { kind: 'dir' };
 const OTHER_KIND: ParentKind = { kind: 'other' };
 
-/** What one entry of the current layer left behind, for hardlinks that refer to its path. */
+/** Flags of a {@link LayerRecord}. */
+const R_WRITTEN = 1;
+const R_DIR = 2;
+const R_LINK = 4;
+/** Not a parent kind: aufs metadata. */
+const R_NOKIND = 8;
+/** A parent kind that is a symlink (a symlink, or a hardlink to one): see `symlinks`. */
+const R_SYMLINK = 16;
+const R_FLAGS = 32;
+
+/**
+ * What one entry of the current layer left behind, for hardlinks that refer to its path and
+ * for parents of later entries (its kind: directory, symlink, other). Most entries (no link group, nothing to carry) are kept as a number, `ordinal * 8 + flags`,
+ * so a 100k-entry layer costs no object per entry; the object form is made on demand.
+ */
 interface LayerRecord {
   ordinal: number;
-  header: TarHeader;
-  /** Whether this entry is in the output at its own path. */
-  written: boolean;
+  flags: number;
+  /**
+   * The entry's header, only when it can become the content source of a link group and no
+   * output path holds its content: hidden non-directories. A written entry whose path a
+   * same-layer duplicate replaces later has none; a group that needs it reads the layer again.
+   */
+  header: TarHeader | undefined;
   /** For links: the inode they share. For others: set once something links to them. */
   group: LinkGroup | undefined;
   /** For a surviving link not written yet. */
   member?: LinkMember;
 }
 
+type RecordValue = number | LayerRecord;
+
+function flagsOf(value: RecordValue): number {
+  return typeof value === 'number' ? value % R_FLAGS : value.flags;
+}
+
+function packRecord(ordinal: number, flags: number): number {
+  return ordinal * R_FLAGS + flags;
+}
+
 /** Everything about the layer being streamed that later entries of the same layer need. */
 class LayerState {
-  readonly records = new Map<PathKey, LayerRecord>();
-  /** Same-layer kinds, to resolve parents before the lower layers are known. */
-  readonly kinds = new Map<PathKey, ParentKind>();
+  readonly records = new Map<PathKey, RecordValue>();
+  /** The targets of the records flagged R_SYMLINK. */
+  readonly symlinks = new Map<PathKey, ParentKind>();
+  /**
+   * The last parent resolved without a symlink on the way, which resolves to itself while no
+   * same-layer entry changes what it or one of its ancestors is.
+   */
+  settledParent: PathKey | undefined;
   readonly whiteouts = new Set<PathKey>();
   readonly opaques = new Set<PathKey>();
   /** Bodies of hidden files, kept within the budget for later same-layer hardlinks. */
@@ -89,6 +141,36 @@ class LayerState {
   skipped = 0;
 
   constructor(readonly index: number) {}
+
+  /**
+   * Same-layer kinds, to resolve parents before the lower layers are known: what the last
+   * entry at `key` is, as a parent.
+   */
+  kindAt(key: PathKey): ParentKind | undefined {
+    const value = this.records.get(key);
+    if (value === undefined) return undefined;
+    const flags = flagsOf(value);
+    if (flags & R_NOKIND) return undefined;
+    if (flags & R_SYMLINK) return this.symlinks.get(key);
+    return flags & R_DIR ? DIR_KIND : OTHER_KIND;
+  }
+
+  /** Records the entry at `key`, which may change what `key` is as a parent. */
+  setRecord(key: PathKey, value: RecordValue): void {
+    this.records.set(key, value);
+    const settled = this.settledParent;
+    if (settled !== undefined && settled.startsWith(key) && (settled.length === key.length || settled.charCodeAt(key.length) === 0x2f)) {
+      this.settledParent = undefined;
+    }
+  }
+
+  /** The object form of the record at `key`, made and stored if it was a number. */
+  expand(key: PathKey, value: RecordValue): LayerRecord {
+    if (typeof value !== 'number') return value;
+    const record: LayerRecord = { ordinal: Math.floor(value / R_FLAGS), flags: value % R_FLAGS, header: undefined, group: undefined };
+    this.records.set(key, record);
+    return record;
+  }
 }
 
 /**
@@ -122,10 +204,32 @@ class Flattener {
     private readonly options: FlattenOptions,
   ) {
     this.topDown = [...layers].sort((a, b) => b.index - a.index);
+    this.ahead = linkedController(options.signal);
     this.budget = options.hiddenBodyBudget ?? DEFAULT_HIDDEN_BODY_BUDGET;
   }
 
+  /** Aborts what layers fetched ahead and nobody took (the flatten ended, or failed). */
+  private readonly ahead: AbortController;
+
   async *run(): AsyncGenerator<Buffer> {
+    try {
+      yield* this.runLayers();
+    } finally {
+      this.ahead.abort();
+    }
+  }
+
+  /** Lets the layer below `layer` fetch ahead while `layer` streams. */
+  private prefetchBelow(layer: FlattenLayer): void {
+    const below = this.topDown[this.topDown.indexOf(layer) + 1];
+    if (below?.prefetch === undefined || this.prefetched.has(below.index)) return;
+    this.prefetched.add(below.index);
+    below.prefetch(this.ahead.signal);
+  }
+
+  private readonly prefetched = new Set<number>();
+
+  private async *runLayers(): AsyncGenerator<Buffer> {
     for (const layer of this.topDown) {
       throwIfAborted(this.options.signal);
       this.options.onLayerStart?.(layer.index);
@@ -151,7 +255,7 @@ class Flattener {
         `layer ${group.createdAt}: hardlink "${printable(group.firstLink ?? '')}" points at "${printable(target)}", which no lower layer has`,
       );
     }
-    for (const key of this.visibility.implicitParents()) this.push(encodeHeader(implicitDir(key)));
+    for (const key of this.visibility.implicitParents()) this.pushHeader(implicitDir(key));
     this.push(END_OF_ARCHIVE);
     yield* this.drain();
   }
@@ -165,11 +269,12 @@ class Flattener {
     const abort = linkedController(this.options.signal);
     try {
       const source = await layer.open(abort.signal);
+      this.prefetchBelow(layer);
       for await (const entry of readTar(source, { signal: abort.signal })) {
         if (entry.ordinal < startAt) continue;
-        const placed = this.place(entry, state);
-        if (placed === null) return entry.ordinal;
-        yield* this.handleEntry(entry, placed.path, placed.linkTarget, state);
+        const key = this.place(entry, state);
+        if (key === null) return entry.ordinal;
+        yield* this.handleEntry(entry, key, this.placedTarget, state);
         if (this.pendingBytes >= OUTPUT_BATCH) yield* this.drain();
       }
       return undefined;
@@ -178,101 +283,157 @@ class Flattener {
     }
   }
 
+  /** The resolved hardlink target of the entry {@link place} placed last. */
+  private placedTarget: PathKey | undefined;
+  /** Whether that entry's key is its tar name byte for byte (its header can be written as is). */
+  private placedAsNamed = false;
+
   /**
-   * Where an entry lands: its parents resolved through symlinks. `null` when a parent depends
-   * on layers not read yet (the entry is pending until the pre-pass).
+   * Where an entry lands: its key, parents resolved through symlinks (and its hardlink
+   * target's, in {@link placedTarget}). `null` when a parent depends on layers not read yet
+   * (the entry is pending until the pre-pass).
    */
-  private place(
-    entry: TarEntry,
-    state: LayerState,
-  ): { path: string[]; linkTarget: string[] | undefined } | null {
+  private place(entry: TarEntry, state: LayerState): PathKey | null {
     const { header, ordinal } = entry;
-    const name = normalizeEntryName(header.name);
-    const target = header.type === 'link' ? normalizeEntryName(header.linkname, 'hardlink target') : undefined;
+    const name = normalizeKey(header.name);
+    const target = header.type === 'link' ? normalizeKey(header.linkname, 'hardlink target') : undefined;
+    this.placedTarget = undefined;
+    this.placedAsNamed = false;
     if (this.resolutions) {
       const known = this.resolutions.get(state.index, ordinal);
-      return { path: known?.path ?? name, linkTarget: known?.linkTarget ?? target };
+      const key = known?.path ? joinKey(known.path) : name;
+      this.placedTarget = known?.linkTarget ? joinKey(known.linkTarget) : target;
+      this.placedAsNamed = key === name && name.length === header.name.length;
+      return key;
     }
+    const key = this.resolveKey(name, state);
+    if (key === null) return null;
+    if (target !== undefined) {
+      const linkTarget = this.resolveKey(target, state);
+      if (linkTarget === null) return null;
+      this.placedTarget = linkTarget;
+    }
+    this.placedAsNamed = key === name && name.length === header.name.length;
+    return key;
+  }
+
+  /** `key` with its parents resolved through symlinks; `null` when a parent is not settled yet. */
+  private resolveKey(key: PathKey, state: LayerState): PathKey | null {
+    const slash = key.lastIndexOf('/');
+    if (slash < 0) return key;
+    const parent = key.slice(0, slash);
+    if (parent === state.settledParent) return key;
     const isBase = state.index === this.topDown[this.topDown.length - 1]?.index;
-    const lookup = (key: PathKey): ParentKind | undefined | 'unknown' => {
-      const kind = state.kinds.get(key);
+    // Fast path: every ancestor is a directory (or nothing yet): the parent is itself.
+    for (let start = 0; ; ) {
+      const next = parent.indexOf('/', start);
+      const prefix = next < 0 ? parent : parent.slice(0, next);
+      const value = state.records.get(prefix);
+      const flags = value === undefined ? R_NOKIND : flagsOf(value);
+      if (flags & R_NOKIND) {
+        if (!isBase && !state.whiteouts.has(prefix)) return null;
+      } else if (!(flags & R_DIR)) {
+        return this.resolveSlow(key, state, isBase);
+      }
+      if (next < 0) break;
+      start = next + 1;
+    }
+    state.settledParent = parent;
+    return key;
+  }
+
+  private resolveSlow(key: PathKey, state: LayerState, isBase: boolean): PathKey | null {
+    const lookup = (prefix: PathKey): ParentKind | undefined | 'unknown' => {
+      const kind = state.kindAt(prefix);
       if (kind) return kind;
-      if (isBase || state.whiteouts.has(key)) return undefined;
+      if (isBase || state.whiteouts.has(prefix)) return undefined;
       return 'unknown';
     };
-    const path = resolveWithBase(name, lookup);
-    if (path === null) return null;
-    if (!target) return { path, linkTarget: undefined };
-    const linkTarget = resolveWithBase(target, lookup);
-    if (linkTarget === null) return null;
-    return { path, linkTarget };
+    const components = key.split('/');
+    const parents = resolveParents(components.slice(0, -1), lookup, key);
+    if (parents === null) return null;
+    parents.push(components[components.length - 1] as string);
+    return joinKey(parents);
   }
 
   private async *handleEntry(
     entry: TarEntry,
-    path: string[],
-    linkTarget: string[] | undefined,
+    key: PathKey,
+    targetKey: PathKey | undefined,
     state: LayerState,
   ): AsyncGenerator<Buffer> {
     const { header } = entry;
-    const key = joinKey(path);
-    const base = path[path.length - 1];
     const layer = state.index;
+    const slash = key.lastIndexOf('/');
+    const parent = slash < 0 ? ROOT : key.slice(0, slash);
+    const base = key === ROOT ? undefined : slash < 0 ? key : key.slice(slash + 1);
 
-    if (isAufsMetaPath(path)) {
+    if (isAufsMetaKey(key)) {
       // Never written, but a hardlink into `.wh..wh.plnk/` takes that file's content.
       this.recordHidden(entry, key, state);
       yield* this.keepHiddenBody(entry, state);
       return;
     }
-    if (base !== undefined) {
+    if (base !== undefined && base.startsWith(WHITEOUT_PREFIX)) {
       const meaning = classifyName(base);
       if (meaning.kind === 'opaque') {
-        const dir = path.slice(0, -1);
-        this.visibility.recordOpaque(dir, layer);
-        state.opaques.add(joinKey(dir));
+        this.visibility.recordOpaque(parent, layer);
+        state.opaques.add(parent);
         return;
       }
       if (meaning.kind === 'whiteout') {
-        const victim = [...path.slice(0, -1), meaning.name];
+        const victim = childKey(parent, meaning.name);
         this.visibility.recordWhiteout(victim, layer);
-        state.whiteouts.add(joinKey(victim));
+        state.whiteouts.add(victim);
         return;
       }
     }
 
     const isDir = header.type === 'directory';
-    // The root entry keeps the name `./`; every other name loses its `./`.
-    const out: TarHeader = { ...header, name: key === '' ? Buffer.from('.') : keyToBuffer(key) };
+    // The root entry keeps the name `./`; every other name loses its `./`. A name that is
+    // already its key (nearly all) keeps the reader's header: no copy per entry.
+    const out: TarHeader =
+      key === ROOT
+        ? { ...header, name: Buffer.from('.') }
+        : this.placedAsNamed
+          ? header
+          : { ...header, name: keyToBuffer(key) };
     // A left-out entry makes no parents: leaving out a file must not conjure its directory.
     const kept = this.options.filter?.(out) ?? true;
-    if (kept) this.visibility.markParentsNeeded(path.slice(0, -1), layer);
-    let verdict = this.visibility.judge(path, layer);
-    if (!isDir && verdict !== 'hidden' && this.visibility.hasHigherDescendants(path, layer)) {
+    const visibility = this.visibility;
+    let verdict = visibility.enter(parent, base, layer, kept);
+    if (!isDir && verdict !== 'hidden' && visibility.currentHasHigherDescendants(layer)) {
       // Higher layers put entries below this path, so base first it must have become a
       // directory again later in this layer: writing it would make an extractor replace a
       // non-empty directory. It still replaced what lower layers had below it.
       verdict = 'shadowed';
     }
-    if (!isDir && verdict === 'shadowed') this.visibility.recordCover(path, layer);
+    if (!isDir && verdict === 'shadowed') visibility.recordCurrentCover(layer);
+    // Only a path this layer already wrote can have a same-layer record to displace.
+    let rewrite = false;
     if (verdict === 'visible') {
-      const earlier = this.visibility.writtenInLayer(path, layer);
+      rewrite = visibility.currentWrittenBy() === layer;
+      const earlier = visibility.currentWrittenInLayer(layer);
       if (!isDir && earlier && (earlier.dir || earlier.hasChildren)) {
         throw new MalformedArchiveError(
           `layer ${layer}: directory "${printable(key)}" is replaced by a non-directory within the same layer`,
         );
       }
-      this.visibility.recordWrite(path, layer, isDir);
+      visibility.recordCurrentWrite(layer, isDir);
     }
     const written = verdict === 'visible' && kept;
-    state.kinds.set(key, this.kindOf(header, linkTarget, state));
-    if (written) this.displaceOutputPath(key, state);
+    let flags = (written ? R_WRITTEN : 0) | (isDir ? R_DIR : 0);
+    const kind = this.kindOf(header, targetKey, state);
+    if (kind.kind === 'symlink') {
+      flags |= R_SYMLINK;
+      state.symlinks.set(key, kind);
+    }
+    if (written && rewrite) this.displaceOutputPath(key, state);
 
     if (header.type === 'link') {
-      const targetKey = joinKey(linkTarget ?? []);
-      const group = this.targetGroup(targetKey, key, state);
-      const record: LayerRecord = { ordinal: entry.ordinal, header: out, written, group };
-      state.records.set(key, record);
+      const group = this.targetGroup(targetKey ?? ROOT, key, state);
+      const record: LayerRecord = { ordinal: entry.ordinal, flags: flags | R_LINK, header: undefined, group };
+      state.setRecord(key, record);
       if (written) {
         record.member = { key, header: out };
         group.members.push(record.member);
@@ -283,8 +444,11 @@ class Flattener {
       return;
     }
 
-    const record: LayerRecord = { ordinal: entry.ordinal, header: out, written, group: undefined };
-    state.records.set(key, record);
+    // Only a hidden non-directory can become a group's content source: only it keeps a header.
+    state.setRecord(
+      key,
+      written || isDir ? packRecord(entry.ordinal, flags) : { ordinal: entry.ordinal, flags, header, group: undefined },
+    );
     const watchers = this.takeWatchers(key, state);
     if (isDir && watchers.some((g) => g.members.some((m) => !m.cancelled))) {
       throw new HardlinkTargetError(`layer ${layer}: hardlink target "${printable(key)}" is a directory`);
@@ -293,6 +457,7 @@ class Flattener {
       state.written++;
       yield* this.writeEntry(out, entry);
       if (watchers.length > 0) {
+        const record = state.expand(key, state.records.get(key) as RecordValue);
         const group = (record.group = this.groupOf(record, key, state));
         mergeGroups(group, watchers);
         yield* this.flushGroup(group, state);
@@ -300,11 +465,14 @@ class Flattener {
       return;
     }
     state.skipped++;
+    if (watchers.length === 0) {
+      yield* this.keepHiddenBody(entry, state);
+      return;
+    }
+    const record = state.expand(key, state.records.get(key) as RecordValue);
     if (watchers.every((g) => g.members.every((m) => m.cancelled))) {
-      if (watchers.length > 0) {
-        const group = (record.group = this.groupOf(record, key, state));
-        mergeGroups(group, watchers);
-      }
+      const group = (record.group = this.groupOf(record, key, state));
+      mergeGroups(group, watchers);
       yield* this.keepHiddenBody(entry, state);
       return;
     }
@@ -320,6 +488,7 @@ class Flattener {
 
   /** The groups of higher layers waiting for `key`, including those a same-layer duplicate takes over. */
   private takeWatchers(key: PathKey, state: LayerState): LinkGroup[] {
+    if (this.watches.size === 0 && state.watchHits.size === 0) return [];
     const groups = this.watches.take(key, state.index);
     const earlier = state.watchHits.get(key);
     if (earlier) {
@@ -340,13 +509,14 @@ class Flattener {
   /** The group a hardlink to `target` joins, as the target stands at this point of the layer. */
   private targetGroup(target: PathKey, linkKey: PathKey, state: LayerState): LinkGroup {
     const layer = state.index;
-    const record = state.records.get(target);
-    if (record) {
-      if (record.header.type === 'directory') {
+    const value = state.records.get(target);
+    if (value !== undefined) {
+      if (flagsOf(value) & R_DIR) {
         throw new HardlinkTargetError(
           `layer ${layer}: hardlink "${printable(linkKey)}" points at directory "${printable(target)}"`,
         );
       }
+      const record = state.expand(target, value);
       return (record.group ??= this.groupOf(record, target, state));
     }
     if (this.deletedInLayer(target, state) || layer === this.topDown[this.topDown.length - 1]?.index) {
@@ -362,7 +532,7 @@ class Flattener {
   /** A new group for a non-link entry of the current layer. */
   private groupOf(record: LayerRecord, key: PathKey, state: LayerState): LinkGroup {
     const group = newGroup(state.index);
-    if (record.written) this.markWritten(group, key);
+    if (record.flags & R_WRITTEN) this.markWritten(group, key);
     else group.source = { layer: state.index, ordinal: record.ordinal, header: record.header };
     return group;
   }
@@ -378,12 +548,14 @@ class Flattener {
    */
   private displaceOutputPath(key: PathKey, state: LayerState): void {
     const previous = state.records.get(key);
-    if (previous?.member) previous.member.cancelled = true;
-    const group = previous?.group;
+    if (previous === undefined || typeof previous === 'number') return;
+    if (previous.member) previous.member.cancelled = true;
+    const group = previous.group;
     if (!group || !group.writtenPaths.includes(key)) return;
     group.writtenPaths = group.writtenPaths.filter((p) => p !== key);
     group.outputPath = group.writtenPaths[0];
-    if (group.source === undefined && previous.header.type !== 'link') {
+    // A written entry kept no header: the group then reads the layer again for it.
+    if (group.source === undefined && !(previous.flags & R_LINK)) {
       group.source = { layer: state.index, ordinal: previous.ordinal, header: previous.header };
     }
   }
@@ -396,25 +568,26 @@ class Flattener {
       const source = group.source;
       if (!source || source.layer !== state.index) return;
       const body = this.sourceBody(source, state);
-      if (body === undefined) {
+      if (body === undefined || source.header === undefined) {
         state.refetch.set(source.ordinal, group);
         return;
       }
       const first = group.members.shift() as LinkMember;
-      this.push(encodeHeader({ ...source.header, name: keyToBuffer(first.key) }));
+      this.pushHeader({ ...source.header, name: keyToBuffer(first.key) });
       this.push(body);
-      this.push(paddingFor(body.length));
+      this.pushPadding(body.length);
       this.markWritten(group, first.key);
     }
     const target = keyToBuffer(group.outputPath as PathKey);
     for (const member of group.members.splice(0)) {
-      this.push(encodeHeader(asLink(member.header, target)));
+      this.pushHeader(asLink(member.header, target));
       group.writtenPaths.push(member.key);
     }
     if (this.pendingBytes >= OUTPUT_BATCH) yield* this.drain();
   }
 
-  private sourceBody(source: { ordinal: number; header: TarHeader }, state: LayerState): Buffer | undefined {
+  private sourceBody(source: { ordinal: number; header: TarHeader | undefined }, state: LayerState): Buffer | undefined {
+    if (source.header === undefined) return undefined;
     if (source.header.type !== 'file' || source.header.size === 0) return Buffer.alloc(0);
     return state.hiddenBodies.get(source.ordinal);
   }
@@ -461,28 +634,29 @@ class Flattener {
       current = parentKey(current);
       if (state.whiteouts.has(current) || state.opaques.has(current)) return true;
       const record = state.records.get(current);
-      if (record && record.header.type !== 'directory') return true;
+      if (record !== undefined && !(flagsOf(record) & R_DIR)) return true;
     }
     return false;
   }
 
-  private kindOf(header: TarHeader, linkTarget: string[] | undefined, state: LayerState): ParentKind {
+  private kindOf(header: TarHeader, linkTarget: PathKey | undefined, state: LayerState): ParentKind {
     if (header.type === 'directory') return DIR_KIND;
     if (header.type === 'symlink') return { kind: 'symlink', target: header.linkname.toString('latin1') };
-    if (header.type === 'link' && linkTarget) {
-      const target = state.kinds.get(joinKey(linkTarget));
+    if (header.type === 'link' && linkTarget !== undefined) {
+      const target = state.kindAt(linkTarget);
       if (target?.kind === 'symlink') return target;
     }
     return OTHER_KIND;
   }
 
   private recordHidden(entry: TarEntry, key: PathKey, state: LayerState): void {
-    state.records.set(key, {
-      ordinal: entry.ordinal,
-      header: { ...entry.header, name: keyToBuffer(key) },
-      written: false,
-      group: undefined,
-    });
+    const isDir = entry.header.type === 'directory';
+    state.setRecord(
+      key,
+      isDir
+        ? packRecord(entry.ordinal, R_DIR | R_NOKIND)
+        : { ordinal: entry.ordinal, flags: R_NOKIND, header: entry.header, group: undefined },
+    );
     state.skipped++;
   }
 
@@ -500,7 +674,7 @@ class Flattener {
   }
 
   private async *writeEntry(header: TarHeader, entry: TarEntry): AsyncGenerator<Buffer> {
-    this.push(encodeHeader(header));
+    this.pushHeader(header);
     if (header.type !== 'file' || header.size === 0) return;
     let bytes = 0;
     if (header.size <= SMALL_BODY) {
@@ -522,7 +696,7 @@ class Flattener {
         `entry "${printable(header.name.toString('latin1'))}": body is ${bytes} bytes, header says ${header.size}`,
       );
     }
-    this.push(paddingFor(header.size));
+    this.pushPadding(header.size);
   }
 
   /** Learns every directory and symlink of the layers up to `top`, base first, headers only. */
@@ -543,30 +717,70 @@ class Flattener {
     this.resolutions = skeleton.resolutions;
   }
 
+  /**
+   * Small writes (headers, padding, small bodies) go straight into `batch`; what is yielded is
+   * a slice of it that is never written again (the next writes go after it).
+   */
+  private batch: Buffer = Buffer.allocUnsafe(BATCH_CAPACITY);
+  /** Start of the bytes of `batch` not yet moved to `pending`. */
+  private batchStart = 0;
+  private batchEnd = 0;
+
+  private room(length: number): boolean {
+    if (this.batchEnd + length <= this.batch.length) return true;
+    if (length > SMALL_BODY + BLOCK) return false;
+    this.sealBatch();
+    this.batch = Buffer.allocUnsafe(BATCH_CAPACITY);
+    this.batchStart = this.batchEnd = 0;
+    return true;
+  }
+
+  /** Moves the unsealed bytes of `batch` to `pending`. */
+  private sealBatch(): void {
+    if (this.batchEnd === this.batchStart) return;
+    this.pending.push(this.batch.subarray(this.batchStart, this.batchEnd));
+    this.batchStart = this.batchEnd;
+  }
+
+  private pushHeader(header: TarHeader): void {
+    if (this.room(BLOCK) && encodeHeaderInto(header, this.batch, this.batchEnd)) {
+      this.batchEnd += BLOCK;
+      this.pendingBytes += BLOCK;
+      return;
+    }
+    this.push(encodeHeader(header));
+  }
+
+  private pushPadding(size: number): void {
+    const length = paddingFor(size).length;
+    if (length === 0) return;
+    this.room(length);
+    this.batch.fill(0, this.batchEnd, this.batchEnd + length);
+    this.batchEnd += length;
+    this.pendingBytes += length;
+  }
+
   private push(buffer: Buffer): void {
-    if (buffer.length === 0) return;
-    this.pending.push(buffer);
-    this.pendingBytes += buffer.length;
+    const length = buffer.length;
+    if (length === 0) return;
+    if (length <= SMALL_BODY && this.room(length)) {
+      buffer.copy(this.batch, this.batchEnd);
+      this.batchEnd += length;
+    } else {
+      this.sealBatch();
+      this.pending.push(buffer);
+    }
+    this.pendingBytes += length;
   }
 
   private *drain(): Generator<Buffer> {
     if (this.pendingBytes === 0) return;
+    this.sealBatch();
     const out = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
     yield out;
   }
-}
-
-function resolveWithBase(
-  components: string[],
-  lookup: (key: PathKey) => ParentKind | undefined | 'unknown',
-): string[] | null {
-  if (components.length === 0) return components;
-  const parents = resolveParents(components.slice(0, -1), lookup, joinKey(components));
-  if (parents === null) return null;
-  parents.push(components[components.length - 1] as string);
-  return parents;
 }
 
 function dropCancelled(group: LinkGroup): void {

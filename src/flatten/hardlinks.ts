@@ -18,8 +18,12 @@ export interface LinkGroup {
   writtenPaths: PathKey[];
   /** Surviving links not written yet, in the order they were met. */
   members: LinkMember[];
-  /** The hidden entry whose bytes the group carries, when no output path holds it yet. */
-  source: { layer: number; ordinal: number; header: TarHeader } | undefined;
+  /**
+   * The hidden entry whose bytes the group carries, when no output path holds it yet. Its
+   * header is undefined when the entry was written and then replaced (it kept none): the
+   * layer is read again for it.
+   */
+  source: { layer: number; ordinal: number; header: TarHeader | undefined } | undefined;
 }
 
 /** A link waiting to be written; a later same-layer entry at its path cancels it. */

@@ -29,6 +29,29 @@ export function normalizeEntryName(name: Buffer, what = 'entry'): string[] {
   return out;
 }
 
+/**
+ * Anything {@link normalizeKey} cannot take as it is: an empty, `.` or `..` component, a
+ * leading slash, a trailing one (after the one we strip).
+ */
+const NEEDS_CLEANING = /\/\/|(?:^|\/)\.\.?(?:\/|$)|^\/|\/$/;
+
+/**
+ * {@link normalizeEntryName}, joined into a key. Names that need no cleaning (nearly all of
+ * them, once a leading `./` and a trailing `/` are dropped) take no split and no join.
+ */
+export function normalizeKey(name: Buffer, what = 'entry'): PathKey {
+  let key = name.toString('latin1');
+  if (key.startsWith('./')) key = key.slice(2);
+  if (key.endsWith('/')) key = key.slice(0, -1);
+  if (!NEEDS_CLEANING.test(key)) return key;
+  return normalizeEntryName(name, what).join('/');
+}
+
+/** `parent/base`, or `base` at the root. */
+export function childKey(parent: PathKey, base: string): PathKey {
+  return parent === ROOT ? base : `${parent}/${base}`;
+}
+
 export function joinKey(components: readonly string[]): PathKey {
   return components.join('/');
 }
@@ -66,6 +89,11 @@ export function classifyName(base: string): WhiteoutKind {
     throw new MalformedArchiveError(`invalid whiteout entry "${base}"`);
   }
   return { kind: 'whiteout', name };
+}
+
+/** {@link isAufsMetaPath} for a key: a substring test first, as nearly no name has the prefix. */
+export function isAufsMetaKey(key: PathKey): boolean {
+  return key.includes(AUFS_META_PREFIX) && isAufsMetaPath(key.split('/'));
 }
 
 /** True when any component is aufs metadata (`.wh..wh.plnk/…`), which is never written. */

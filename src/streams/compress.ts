@@ -1,22 +1,26 @@
 /**
  * The last byte stage of the pipeline: the flattened tar, compressed or not (DESIGN.md §5).
  *
- * Two gzip engines sit behind one factory: node:zlib (the default; Chromium's SIMD zlib
- * deflates about 2.8x faster than pako, DESIGN.md §8) and pako, the pure-JS engine for
- * runtimes without node:zlib. Both give a gzip stream whose header carries no time and the
- * same OS byte everywhere, so the same tar gives the same bytes on every machine (§1).
+ * Three gzip engines sit behind one factory: `parallel` (the default: independent 1 MiB
+ * gzip members deflated by node:zlib on libuv's thread pool, so deflate, by far the costliest
+ * stage, uses every core, DESIGN.md §8), `node` (one node:zlib stream on one core: a single
+ * member, the smallest output) and `pako`, the pure-JS engine for runtimes without node:zlib
+ * (about 2.8x slower than node:zlib). All give gzip whose headers carry no time and the same
+ * OS byte everywhere, so the same tar gives the same bytes on every machine (§1); parallel
+ * block boundaries depend on the input only.
  */
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { Deflate } from 'pako';
 import { UsageError } from '../errors.js';
+import { ParallelGzip } from './parallel-gzip.js';
 import { createZstdCompressor } from './zstd.js';
 
 /** What `-o` / `--format` can name. */
 export type OutputFormat = 'tar' | 'gzip' | 'zstd';
 
 /** Which deflate implementation compresses a gzip output. */
-export type CompressorEngine = 'node' | 'pako';
+export type CompressorEngine = 'parallel' | 'node' | 'pako';
 
 export interface CompressorOptions {
   /**
@@ -25,7 +29,9 @@ export interface CompressorOptions {
    */
   level?: number;
   /**
-   * gzip only: `node` (node:zlib, fast) unless a runtime has no node:zlib; then `pako`.
+   * gzip only: `parallel` (default: node:zlib on every core, a multi-member gzip), `node`
+   * (one node:zlib stream, one core, one member) or `pako` (pure JS, for runtimes without
+   * node:zlib).
    * zstd takes node:zlib where the running Node has zstd, else the zstd-napi binding.
    */
   engine?: CompressorEngine;
@@ -48,7 +54,14 @@ export function createCompressor(format: OutputFormat, options: CompressorOption
       return new PassThrough();
     case 'gzip': {
       const level = checkLevel(options.level ?? DEFAULT_LEVEL);
-      return options.engine === 'pako' ? new PakoGzip(level) : createNodeGzip(level);
+      switch (options.engine ?? 'parallel') {
+        case 'pako':
+          return new PakoGzip(level);
+        case 'node':
+          return createNodeGzip(level);
+        default:
+          return new ParallelGzip({ level });
+      }
     }
     case 'zstd':
       return createZstdCompressor(options.level === undefined ? {} : { level: options.level });

@@ -14,6 +14,13 @@ export interface DigestVerifierOptions {
   size?: number;
   /** What the bytes are, for error messages (default: the digest). */
   what?: string;
+  /**
+   * A stage upstream that already hashes exactly the bytes this verifier sees (e.g. the
+   * resumable blob, which keeps a running sha256 for its restart check). When its algorithm
+   * is the digest's, the verifier takes its digest at EOF instead of hashing every byte
+   * again; sizes are still counted and checked here.
+   */
+  upstream?: { readonly hashAlgorithm: string; digestSoFar(): string };
 }
 
 const ALGORITHMS = new Set(['sha256', 'sha384', 'sha512']);
@@ -21,7 +28,8 @@ const ALGORITHMS = new Set(['sha256', 'sha384', 'sha512']);
 export class DigestVerifier extends Transform {
   readonly expectedDigest: string;
   readonly expectedSize: number | undefined;
-  private readonly hash: Hash;
+  private readonly hash: Hash | undefined;
+  private readonly upstream: DigestVerifierOptions['upstream'];
   private readonly algorithm: string;
   private readonly what: string;
   private count = 0;
@@ -37,7 +45,8 @@ export class DigestVerifier extends Transform {
     this.expectedDigest = options.digest;
     this.expectedSize = options.size;
     this.what = options.what ?? options.digest;
-    this.hash = createHash(this.algorithm);
+    this.upstream = options.upstream?.hashAlgorithm === this.algorithm ? options.upstream : undefined;
+    this.hash = this.upstream ? undefined : createHash(this.algorithm);
   }
 
   /** Bytes seen so far. */
@@ -56,7 +65,7 @@ export class DigestVerifier extends Transform {
       callback(new SizeMismatchError(this.what, this.expectedSize, this.count));
       return;
     }
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     callback(null, chunk);
   }
 
@@ -65,7 +74,7 @@ export class DigestVerifier extends Transform {
       callback(new SizeMismatchError(this.what, this.expectedSize, this.count));
       return;
     }
-    this.actual = `${this.algorithm}:${this.hash.digest('hex')}`;
+    this.actual = `${this.algorithm}:${this.upstream ? this.upstream.digestSoFar() : (this.hash as Hash).digest('hex')}`;
     if (this.actual !== this.expectedDigest) {
       callback(new DigestMismatchError(this.what, this.expectedDigest, this.actual, this.count));
       return;

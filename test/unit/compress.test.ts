@@ -53,7 +53,7 @@ describe('createCompressor', () => {
     expect((await compress(input, 'tar')).equals(input)).toBe(true);
   });
 
-  for (const engine of ['node', 'pako'] as const) {
+  for (const engine of ['parallel', 'node', 'pako'] as const) {
     describe(`gzip with the ${engine} engine`, () => {
       it('round-trips the input', async () => {
         expect(gunzipSync(await compress(input, 'gzip', engine)).equals(input)).toBe(true);
@@ -112,6 +112,30 @@ describe('createCompressor', () => {
       expect(out).toBeGreaterThan(32 * block.length);
     });
   }
+
+  it('stops deflating while nobody reads (parallel backpressure, one member per core)', async () => {
+    const compressor = createCompressor('gzip', { engine: 'parallel', level: 0 });
+    const block = randomBytes(1024 * 1024);
+    let processed = 0;
+    for (let i = 0; i < 32; i++) compressor.write(block, () => processed++);
+    await setTimeout(200);
+    // Members are 1 MiB: a few are accepted (one per core in flight, plus one pushed), then it waits.
+    expect(processed).toBeLessThanOrEqual(8);
+    expect(compressor.readableLength).toBeLessThan(8 * block.length);
+    compressor.end();
+    let out = 0;
+    for await (const chunk of compressor) out += (chunk as Buffer).length;
+    expect(processed).toBe(32);
+    expect(out).toBeGreaterThan(32 * block.length);
+  });
+
+  it('deflates with the parallel engine by default: independent members, same bytes as asked for explicitly', async () => {
+    const big = Buffer.concat([input, input, input, input, input, input, input, input]);
+    const viaDefault = await compress(big, 'gzip');
+    const viaParallel = await compress(big, 'gzip', 'parallel');
+    expect(viaDefault.equals(viaParallel)).toBe(true);
+    expect(gunzipSync(viaDefault).equals(big)).toBe(true);
+  });
 
   it('refuses bad levels as usage errors', () => {
     expect(() => createCompressor('zstd', { level: 20 })).toThrow(UsageError);

@@ -67,3 +67,27 @@ describe('DigestVerifier', () => {
     expect(() => new DigestVerifier({ digest: `md5:${'a'.repeat(32)}` })).toThrow(ManifestError);
   });
 });
+
+describe('DigestVerifier with an upstream hash', () => {
+  const bytes = randomBytes(50_000);
+
+  it('takes the upstream digest at EOF instead of hashing again, and still fails on a mismatch', async () => {
+    const good = { hashAlgorithm: 'sha256', digestSoFar: () => sha256(bytes).slice('sha256:'.length) };
+    await expect(run([bytes], new DigestVerifier({ digest: sha256(bytes), size: bytes.length, upstream: good }))).resolves.toHaveLength(bytes.length);
+    const bad = { hashAlgorithm: 'sha256', digestSoFar: () => '0'.repeat(64) };
+    const error = await run([bytes], new DigestVerifier({ digest: sha256(bytes), upstream: bad })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DigestMismatchError);
+  });
+
+  it('still checks the size itself', async () => {
+    const upstream = { hashAlgorithm: 'sha256', digestSoFar: () => sha256(bytes).slice('sha256:'.length) };
+    const error = await run([bytes.subarray(0, 10)], new DigestVerifier({ digest: sha256(bytes), size: bytes.length, upstream })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SizeMismatchError);
+  });
+
+  it('hashes itself when the upstream hash is another algorithm', async () => {
+    const digest = `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
+    const upstream = { hashAlgorithm: 'sha256', digestSoFar: () => 'x' };
+    await expect(run([bytes], new DigestVerifier({ digest, upstream }))).resolves.toHaveLength(bytes.length);
+  });
+});

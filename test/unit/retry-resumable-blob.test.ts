@@ -143,4 +143,23 @@ describe('openResumableBlob', () => {
     expect(await failed).toBeInstanceOf(AbortError);
     expect(inflight.destroyed).toBe(true);
   });
+
+  it('keeps the hash of what it passed on, for the digest check downstream', async () => {
+    const { open } = scripted({ answers: [(from) => ({ body: body(blob.subarray(from, 30_000)), start: from })] });
+    const stream = await openResumableBlob({ open, retry: retryTimes(3) });
+    expect((await readAll(stream)).equals(blob)).toBe(true);
+    const { createHash } = await import('node:crypto');
+    expect(stream.hashAlgorithm).toBe('sha256');
+    expect(stream.digestSoFar()).toBe(createHash('sha256').update(blob).digest('hex'));
+  });
+
+  it('rejects (and emits no error event) when its signal aborts before the first response', async () => {
+    const controller = new AbortController();
+    const open = (_offset: number, signal: AbortSignal): Promise<BlobPart> =>
+      new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+    const opening = openResumableBlob({ open, retry: retryTimes(3), signal: controller.signal });
+    controller.abort();
+    await expect(opening).rejects.toBeInstanceOf(AbortError);
+  });
 });
+

@@ -104,6 +104,104 @@ export function encodeHeader(header: TarHeader): Buffer {
   return Buffer.concat([paxHeaderBlock(name, payload.length), payload, paddingFor(payload.length), block]);
 }
 
+/**
+ * The common case of {@link encodeHeader} without allocating: when `header` needs no PAX
+ * header (no PAX records, every field fits ustar), writes its ustar block, the same bytes
+ * {@link encodeHeader} would give, into `out` at `offset` and returns true. Otherwise
+ * writes nothing and returns false. `out` needs 512 bytes of room at `offset`.
+ */
+export function encodeHeaderInto(header: TarHeader, out: Buffer, offset: number): boolean {
+  // Everything check() refuses is left to encodeHeader, which throws for it.
+  if (header.pax.length !== 0) return false;
+  const { type, name, linkname, uname, gname, uid, gid, mtime, devmajor, devminor } = header;
+  const isDirectory = type === 'directory';
+  const slash = isDirectory && name[name.length - 1] !== 0x2f ? 1 : 0;
+  if (name.length + slash > 100 || !plainText(name)) return false;
+  const isLink = type === 'link' || type === 'symlink';
+  if (isLink ? linkname.length > 100 || !plainText(linkname) : linkname.includes(0)) return false;
+  if (uname.length > 32 || gname.length > 32 || !plainText(uname) || !plainText(gname)) return false;
+  const size = header.size;
+  if (type !== 'file' && size !== 0) return false;
+  if (!(inRange(uid, MAX_OCTAL_8) && inRange(gid, MAX_OCTAL_8) && inRange(size, MAX_OCTAL_12) && inRange(mtime, MAX_OCTAL_12))) {
+    return false;
+  }
+  if (!(inRange(devmajor, Number.MAX_SAFE_INTEGER) && inRange(devminor, Number.MAX_SAFE_INTEGER))) return false;
+  const isDevice = type === 'character-device' || type === 'block-device';
+  if (isDevice && !(devmajor <= MAX_OCTAL_8 && devminor <= MAX_OCTAL_8)) return false;
+  const typeflag = TYPEFLAGS[type];
+  out.fill(0, offset, offset + BLOCK);
+  // The checksum is summed as the fields are written: every other byte is zero.
+  let sum = USTAR_MAGIC_SUM + CHECKSUM_SPACES_SUM + typeflag;
+  sum += copyBytes(name, out, offset);
+  if (slash === 1) {
+    out[offset + name.length] = 0x2f;
+    sum += 0x2f;
+  }
+  sum += octalSum(out, offset + 100, 8, header.mode & 0o7777);
+  sum += octalSum(out, offset + 108, 8, uid);
+  sum += octalSum(out, offset + 116, 8, gid);
+  sum += octalSum(out, offset + 124, 12, size);
+  sum += octalSum(out, offset + 136, 12, mtime);
+  out[offset + 156] = typeflag;
+  if (isLink) sum += copyBytes(linkname, out, offset + 157);
+  // 'ustar\0' '00'
+  out[offset + 257] = 0x75;
+  out[offset + 258] = 0x73;
+  out[offset + 259] = 0x74;
+  out[offset + 260] = 0x61;
+  out[offset + 261] = 0x72;
+  out[offset + 263] = 0x30;
+  out[offset + 264] = 0x30;
+  sum += copyBytes(uname, out, offset + 265);
+  sum += copyBytes(gname, out, offset + 297);
+  sum += octalSum(out, offset + 329, 8, isDevice ? devmajor : 0);
+  sum += octalSum(out, offset + 337, 8, isDevice ? devminor : 0);
+  octal(out, offset + 148, 7, sum);
+  out[offset + 155] = 0x20;
+  return true;
+}
+
+const USTAR_MAGIC_SUM = 0x75 + 0x73 + 0x74 + 0x61 + 0x72 + 0x30 + 0x30;
+const CHECKSUM_SPACES_SUM = 8 * 0x20;
+
+function inRange(value: number, max: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0 && value <= max;
+}
+
+/** ASCII without NUL: fits a ustar field as it is. */
+function plainText(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte >= 0x80 || byte === 0) return false;
+  }
+  return true;
+}
+
+/** Copies a short field byte by byte (beats Buffer#copy's checks); returns the byte sum. */
+function copyBytes(from: Buffer, to: Buffer, at: number): number {
+  let sum = 0;
+  for (let i = 0; i < from.length; i++) {
+    const byte = from[i]!;
+    to[at + i] = byte;
+    sum += byte;
+  }
+  return sum;
+}
+
+/** {@link octal}, returning the sum of the bytes written. */
+function octalSum(block: Buffer, offset: number, length: number, value: number): number {
+  let v = value;
+  let sum = 0;
+  for (let i = offset + length - 2; i >= offset; i--) {
+    const digit = 0x30 + (v % 8);
+    block[i] = digit;
+    sum += digit;
+    v = Math.floor(v / 8);
+  }
+  block[offset + length - 1] = 0;
+  return sum;
+}
+
 const TEXT_KEYS = new Set(['path', 'linkpath', 'uname', 'gname']);
 
 function check(header: TarHeader): void {

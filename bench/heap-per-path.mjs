@@ -1,0 +1,36 @@
+// Heap per distinct path while flattening (DESIGN.md §1: "one small record per distinct path").
+// node --expose-gc bench/heap-per-path.mjs many-100000-g3 [distDir]
+// Measures heapUsed after a forced GC at the end of every layer (the flattener's state is
+// then at its largest for that layer), minus the heap before the flatten started with the
+// layer tars already in memory.
+import { readFileSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as zlib from 'node:zlib';
+
+const [key, distArg] = process.argv.slice(2);
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = resolve(distArg ?? join(here, '..', 'dist'));
+const { flattenLayers } = await import(pathToFileURL(join(dist, 'index.js')).href);
+if (typeof gc !== 'function') throw new Error('run with node --expose-gc');
+const meta = JSON.parse(readFileSync(join(here, '.cache', 'images', key, 'meta.json'), 'utf8'));
+const tars = meta.layers.map((l) => zlib.gunzipSync(readFileSync(l.file)));
+const CHUNK = 64 * 1024;
+async function* chunksOf(buf) {
+  for (let i = 0; i < buf.length; i += CHUNK) yield buf.subarray(i, Math.min(i + CHUNK, buf.length));
+}
+gc();
+const before = process.memoryUsage().heapUsed;
+let entries = 0;
+let peak = 0;
+const layers = tars.map((buf, index) => ({ index, name: `layer ${index}`, open: () => chunksOf(buf) }));
+for await (const _ of flattenLayers(layers, {
+  onLayerDone: (s) => {
+    entries += s.entriesWritten + s.entriesSkipped;
+    gc();
+    const m = process.memoryUsage();
+    peak = Math.max(peak, m.heapUsed - before);
+    if (process.env.VERBOSE) console.error(`layer ${s.index}: heap ${((m.heapUsed - before) / 1048576).toFixed(1)} MiB, arrayBuffers ${(m.arrayBuffers / 1048576).toFixed(1)} MiB`);
+  },
+}));
+console.log(`${key}: ${entries} entries, heap after GC at layer ends: ${(peak / 1048576).toFixed(1)} MiB, ${Math.round(peak / entries)} B per entry`);
