@@ -4,6 +4,7 @@ import { AbortError, toOciRootfsError } from '../errors.js';
 import { parseReference } from '../reference/index.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
 import type { ResolvedImage } from '../registry/manifest.js';
+import type { Platform } from '../registry/platform.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
 import type { FlattenLayer } from '../flatten/flatten.js';
@@ -191,35 +192,34 @@ function clientOptions(options: PullOptions): RegistryClientOptions {
 }
 
 function resolvedEvent(reference: string, image: ResolvedImage): ResolvedEvent {
-  return {
-    type: 'resolved',
-    reference,
-    ...(image.indexDigest === undefined ? {} : { indexDigest: image.indexDigest }),
-    manifestDigest: image.manifestDigest,
-    manifestMediaType: image.manifestMediaType,
-    platform: {
-      os: image.platform.os,
-      architecture: image.platform.architecture,
-      ...(image.platform.variant === undefined ? {} : { variant: image.platform.variant }),
-    },
-    configDigest: image.config.digest,
-    layers: image.layers.map((layer, index) => ({
-      index,
-      digest: layer.digest,
-      size: layer.size,
-      mediaType: layer.mediaType,
-    })),
-  };
+  return describeImage(reference, image, image.manifestDigest, image.manifestMediaType, (layer) => layer.digest);
 }
 
 function sourceResolvedEvent(reference: string, image: SourceImage): ResolvedEvent {
+  return describeImage(
+    reference,
+    image,
+    // A `docker save` archive has no manifest: its config digest is the image ID.
+    image.manifestDigest ?? image.config.digest,
+    image.manifestMediaType ?? image.source.kind,
+    (layer) => layer.digest ?? layer.diffId,
+  );
+}
+
+/** The `resolved` event of an image, from a registry or a local source alike. */
+function describeImage<L extends { size: number; mediaType: string }>(
+  reference: string,
+  image: { indexDigest?: string; platform: Platform; config: { digest: string }; layers: readonly L[] },
+  manifestDigest: string,
+  manifestMediaType: string,
+  digestOf: (layer: L) => string,
+): ResolvedEvent {
   return {
     type: 'resolved',
     reference,
     ...(image.indexDigest === undefined ? {} : { indexDigest: image.indexDigest }),
-    // A `docker save` archive has no manifest: its config digest is the image ID.
-    manifestDigest: image.manifestDigest ?? image.config.digest,
-    manifestMediaType: image.manifestMediaType ?? image.source.kind,
+    manifestDigest,
+    manifestMediaType,
     platform: {
       os: image.platform.os,
       architecture: image.platform.architecture,
@@ -228,7 +228,7 @@ function sourceResolvedEvent(reference: string, image: SourceImage): ResolvedEve
     configDigest: image.config.digest,
     layers: image.layers.map((layer, index) => ({
       index,
-      digest: layer.digest ?? layer.diffId,
+      digest: digestOf(layer),
       size: layer.size,
       mediaType: layer.mediaType,
     })),

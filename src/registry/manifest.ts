@@ -33,7 +33,7 @@ import {
 import {
   defaultPlatform,
   formatPlatform,
-  parsePlatform,
+  platformOption,
   platformFromJson,
   platformMatches,
   selectPlatform,
@@ -217,12 +217,7 @@ export async function resolveImage(
   options: ResolveImageOptions = {},
 ): Promise<ResolvedImage> {
   const { signal } = options;
-  const explicit =
-    options.platform === undefined
-      ? undefined
-      : typeof options.platform === 'string'
-        ? parsePlatform(options.platform)
-        : options.platform;
+  const explicit = platformOption(options.platform);
   const wanted = explicit ?? defaultPlatform();
   const signalOption = signal === undefined ? {} : { signal };
 

@@ -172,3 +172,9 @@ function armNumber(variant: string): number | undefined {
   const match = /^v(\d+)$/.exec(variant);
   return match === null ? undefined : Number(match[1]);
 }
+
+/** A `platform` option as given (`os/arch[/variant]` or parsed), or `undefined` when absent. */
+export function platformOption(value: string | Platform | undefined): Platform | undefined {
+  if (value === undefined) return undefined;
+  return typeof value === 'string' ? parsePlatform(value) : value;
+}

@@ -24,7 +24,7 @@ import { digestOf, verifyDigest } from '../registry/blob.js';
 import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES } from '../registry/http.js';
 import { parseConfig, singleImagePlatform } from '../registry/manifest.js';
 import { MediaType, type Compression } from '../registry/media-types.js';
-import { parsePlatform } from '../registry/platform.js';
+import { platformOption } from '../registry/platform.js';
 import { verifiedLayerStream } from './layer-stream.js';
 import { indexTarFile, normaliseName, type TarIndexEntry } from './tar-index.js';
 import type { OpenSourceOptions, OpenedSource, SourceImage, SourceLayer } from './types.js';
@@ -78,12 +78,7 @@ export async function openDockerArchive(
   if (configNamedDigest !== undefined) verifyDigest(configBytes, configNamedDigest, `${name}: config ${picked.Config}`);
   const configDigest = digestOf(configBytes);
   const config = parseConfig(configBytes, configDigest);
-  const explicit =
-    options.platform === undefined
-      ? undefined
-      : typeof options.platform === 'string'
-        ? parsePlatform(options.platform)
-        : options.platform;
+  const explicit = platformOption(options.platform);
   const platform = singleImagePlatform(config, `${name}: config ${configDigest}`, explicit);
 
   const diffIds = config.rootfs.diff_ids;

@@ -34,7 +34,7 @@ import {
   type Descriptor,
 } from '../registry/manifest.js';
 import { isImageManifestMediaType, isIndexMediaType, isSchema1MediaType } from '../registry/media-types.js';
-import { defaultPlatform, parsePlatform, platformFromJson, selectPlatform, type Platform } from '../registry/platform.js';
+import { defaultPlatform, platformFromJson, platformOption, selectPlatform, type Platform } from '../registry/platform.js';
 import { verifiedLayerStream } from './layer-stream.js';
 import type { OpenSourceOptions, OpenedSource, SourceImage, SourceLayer } from './types.js';
 
@@ -55,12 +55,7 @@ const MAX_INDEX_DEPTH = 4;
 export async function openOciLayout(dir: string, tag?: string, options: OpenSourceOptions = {}): Promise<OpenedSource> {
   const { signal } = options;
   const name = `oci:${dir}${tag === undefined ? '' : `:${tag}`}`;
-  const explicit =
-    options.platform === undefined
-      ? undefined
-      : typeof options.platform === 'string'
-        ? parsePlatform(options.platform)
-        : options.platform;
+  const explicit = platformOption(options.platform);
   await checkLayoutMarker(dir);
 
   const indexBytes = await readCapped(join(dir, 'index.json'), MAX_MANIFEST_BYTES, `${name}: index.json`);
