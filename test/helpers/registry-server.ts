@@ -81,13 +81,33 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, config);
 
+  const { child, stop, stderr } = spawnRegistry(binary, configPath, dir);
+
+  try {
+    await waitUntilUp(`http://${host}/v2/`, child, stderr);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { host, url: `http://${host}`, stop };
+}
+
+/** A running registry process; `stop()` ends it and removes `dir`. */
+export interface SpawnedRegistry {
+  child: ChildProcess;
+  stop(): Promise<void>;
+  /** The last few KiB it wrote to stderr, for error messages. */
+  stderr(): string;
+}
+
+/** Starts `binary serve configPath`; `dir` is the registry's scratch folder, removed on stop. */
+export function spawnRegistry(binary: string, configPath: string, dir: string): SpawnedRegistry {
   const child = spawn(binary, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
     stderr = (stderr + text).slice(-4000);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -97,27 +117,34 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     }
     await rm(dir, { recursive: true, force: true });
   };
-
-  try {
-    await waitUntilUp(`http://${host}/v2/`, child, () => stderr);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { host, url: `http://${host}`, stop };
+  return { child, stop, stderr: () => stderr };
 }
 
-async function waitUntilUp(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+/** The HTTP status of a GET of `url`, body discarded. */
+export type StatusProbe = (url: string) => Promise<number>;
+
+const fetchStatus: StatusProbe = async (url) => {
+  const response = await fetch(url);
+  await response.arrayBuffer();
+  return response.status;
+};
+
+/** Waits until the registry answers `/v2/` (200, or 401 when it challenges), or fails. */
+export async function waitUntilUp(
+  url: string,
+  child: ChildProcess,
+  stderr: () => string,
+  probe: StatusProbe = fetchStatus,
+): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`registry exited (${child.exitCode ?? child.signalCode}): ${stderr()}`);
     }
     try {
-      const response = await fetch(url);
-      await response.arrayBuffer();
+      const status = await probe(url);
       // 401 is "up" too: an htpasswd registry challenges /v2/.
-      if (response.status === 200 || response.status === 401) return;
+      if (status === 200 || status === 401) return;
     } catch {
       // not listening yet
     }

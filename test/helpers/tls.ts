@@ -4,14 +4,13 @@
  * registry started with a config the test chooses: TLS, token auth, a storage directory
  * shared with a plain registry that tests push through (the push helper speaks plain HTTP).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { findRegistryBinary, freePort } from './registry-server.js';
+import { findRegistryBinary, freePort, spawnRegistry, waitUntilUp } from './registry-server.js';
 
 export interface TestCa {
   /** The CA certificate (PEM) and its file. */
@@ -103,37 +102,15 @@ export async function startConfiguredRegistry(options: ConfiguredRegistryOptions
     ...(options.auth === undefined ? [] : ['auth:', options.auth]),
   ].join('\n');
   await writeFile(join(dir, 'config.yml'), `${config}\n`);
-  const child = spawn(binary, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
-    stderr = (stderr + text).slice(-4000);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+  const { child, stop, stderr } = spawnRegistry(binary, join(dir, 'config.yml'), dir);
   const dispatcher = new Agent({ connect: options.tls === undefined ? {} : { ca: options.tls.caPem } });
   const url = `${options.tls === undefined ? 'http' : 'https'}://${host}/v2/`;
-  const deadline = Date.now() + 15_000;
   try {
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`registry exited: ${stderr}`);
-      try {
-        const response = await request(url, { dispatcher });
-        await response.body.dump();
-        if (response.statusCode === 200 || response.statusCode === 401) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`registry did not come up at ${url}: ${stderr}`);
-      await sleep(50);
-    }
+    await waitUntilUp(url, child, stderr, async (target) => {
+      const response = await request(target, { dispatcher });
+      await response.body.dump();
+      return response.statusCode;
+    });
   } catch (error) {
     await stop();
     throw error;
