@@ -110,10 +110,38 @@ export class RegistryError extends OciRootfsError {
   }
 }
 
-/** The image, tag, or blob does not exist (HTTP 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN). */
-export class NotFoundError extends RegistryError {
+export interface NotFoundErrorInit {
+  /** The HTTP answer, when a server said so. */
+  status?: number;
+  method?: string;
+  url?: string;
+  errors?: RegistryErrorDetail[];
+  /** The file that was looked for, when a local source (an OCI layout, an archive) lacks it. */
+  path?: string;
+  cause?: unknown;
+}
+
+/**
+ * The image, tag, or blob does not exist: a registry answered 404 (MANIFEST_UNKNOWN,
+ * NAME_UNKNOWN), or a local source does not hold it. Only the former has an HTTP status.
+ */
+export class NotFoundError extends OciRootfsError {
   override readonly code = 'ERR_NOT_FOUND';
   override readonly exitCode = ExitCode.notFound;
+  readonly status: number | undefined;
+  readonly method: string | undefined;
+  readonly url: string | undefined;
+  readonly errors: RegistryErrorDetail[];
+  readonly path: string | undefined;
+
+  constructor(message: string, init: NotFoundErrorInit = {}) {
+    super(message, { cause: init.cause });
+    this.status = init.status;
+    this.method = init.method;
+    this.url = init.url;
+    this.errors = init.errors ?? [];
+    this.path = init.path;
+  }
 }
 
 /** A manifest or config that cannot be understood. */

@@ -1,60 +1,98 @@
 /**
- * oci-rootfs: pull an image from any OCI / Docker registry into one flattened rootfs tar.
+ * oci-rootfs: pull an image from any OCI / Docker registry (or an OCI layout, or a
+ * `docker save` archive) into one flattened rootfs tar.
  *
- * Three levels (DESIGN.md §2):
- * - {@link pullRootfs}: one call, one Readable of the uncompressed tar;
- * - {@link pullRootfs$}: the same pull as an Observable of {@link PullEvent}s;
- * - the operators and stream factories below, to build a pipeline of your own.
+ * Three levels (docs/architecture.md):
+ * 1. {@link pullRootfs}: one call, one Readable of the uncompressed tar;
+ * 2. {@link pullRootfs$}: the same pull as an Observable of {@link PullEvent}s;
+ * 3. the parts of that pull, to build a pipeline of your own: a store ({@link openStore}),
+ *    the resolver ({@link resolveImage}), the verified layers ({@link layerSources}), the
+ *    flattener ({@link flattenLayers}), compressors and atomic output.
+ * Beside them, questions that need no layer: {@link inspectImage}, {@link imageExists},
+ * {@link checkImageChanged}, {@link readManifest}.
+ *
+ * Everything else in the package is internal and may change in any release.
  */
-export * from './errors.js';
 
+// Level 1 and 2: the whole pull.
 export { pullRootfs, pullRootfs$, type PullRootfs$Options } from './operators/pull-rootfs.js';
 export type { PullOptions } from './operators/pull-options.js';
-export type * from './operators/events.js';
-export { resolveImage$, type ResolveImageOperatorOptions } from './operators/resolve-image.js';
-export { layerSources, openLayerTar, type LayerSourceOptions } from './operators/layer-sources.js';
-export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './operators/flatten-to.js';
+export type {
+  DoneEvent,
+  LayerDoneEvent,
+  LayerInfo,
+  LayerStartEvent,
+  PlatformInfo,
+  ProgressEvent,
+  PullEvent,
+  RateLimitEvent,
+  ResolvedEvent,
+  ResumeEvent,
+  RetryEvent,
+  WarningEvent,
+} from './operators/events.js';
+
+// Questions about an image.
+export type { ConnectionOptions, QueryOptions } from './queries/options.js';
 export {
-  currentDigest,
-  headManifest,
   imageExists,
   inspectImage,
-  inspectWith,
-  type CurrentDigest,
+  readManifest,
   type ImageExistence,
-  type ImageQueryOptions,
   type InspectedConfig,
   type InspectedIndex,
   type InspectedIndexEntry,
   type InspectedLayer,
   type InspectedManifest,
   type InspectResult,
-  type ManifestHead,
 } from './operators/inspect.js';
 export { checkImageChanged, type ImageChangeCheck, type PulledImageDigests } from './operators/image-changed.js';
 
-export {
-  flattenLayers,
-  type FlattenLayer,
-  type FlattenOptions,
-  type LayerFlattenStats,
-} from './flatten/flatten.js';
-
-export * from './reference/index.js';
-export * from './registry/index.js';
-export * from './sources/index.js';
-
-export * from './streams/tar/index.js';
-export { createCompressor, formatFromPath, type CompressorEngine, type CompressorOptions, type OutputFormat } from './streams/compress.js';
-export {
-  createZstdCompressor,
-  createZstdDecompressor,
-  nodeHasZstd,
-  zstdAvailable,
-  type ZstdEngine,
-} from './streams/zstd.js';
-export { createParallelGzip, ParallelGzip, type ParallelGzipOptions } from './streams/parallel-gzip.js';
-export { decompressor, StrictGunzip, type DecompressorKind } from './streams/decompress.js';
-export { DigestVerifier, verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
-export { ByteMeter, createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
+// Level 3: the parts of a pull.
+export { openStore, parseSourceReference, type OpenStoreOptions, type SourceReference } from './stores/index.js';
+export { registryStore } from './stores/registry-store.js';
+export { ociLayoutStore, type OciLayoutStoreOptions } from './stores/oci-layout.js';
+export { dockerArchiveStore } from './stores/docker-archive.js';
+export type { ImageStore, OpenLayerHooks, StoreRoot, StoredBlob } from './stores/store.js';
+export { RegistryClient, type RegistryClientOptions } from './registry/client.js';
+export { resolveImage, type ResolvedConfig, type ResolvedImage, type ResolveOptions } from './queries/resolve.js';
+export { layerSources, type LayerSourceOptions } from './operators/layer-sources.js';
+export { flattenLayers, type FlattenLayer, type FlattenOptions, type LayerFlattenStats } from './flatten/flatten.js';
+export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './operators/flatten-to.js';
+export { createCompressor, formatFromPath, type CompressorOptions, type OutputFormat } from './streams/compress.js';
+export { decompressor, type DecompressorKind } from './streams/decompress.js';
+export { verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
+export { createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
 export { writeAtomically, writeToStdout, type StdoutLike } from './streams/output-file.js';
+
+// The image model.
+export { parseReference, type ImageReference } from './reference/index.js';
+export { formatPlatform, parsePlatform, type Platform } from './image/platform.js';
+export { MediaType, type Compression } from './image/media-types.js';
+export type { Descriptor, FetchedManifest, ImageConfigJson, LayerDescriptor, RuntimeConfigJson } from './image/types.js';
+
+// Errors: one base with a stable `code` and the exit status the CLI uses (docs/errors.md).
+export {
+  AbortError,
+  AuthError,
+  DigestMismatchError,
+  ExitCode,
+  HardlinkTargetError,
+  InvalidReferenceError,
+  MalformedArchiveError,
+  ManifestError,
+  NetworkError,
+  NotFoundError,
+  OciRootfsError,
+  PlatformNotFoundError,
+  RateLimitError,
+  RegistryError,
+  SizeMismatchError,
+  UnsafeEntryError,
+  UsageError,
+  type ErrorCode,
+  type NotFoundErrorInit,
+  type OciRootfsErrorOptions,
+  type RegistryErrorDetail,
+  type RegistryErrorInit,
+} from './errors.js';

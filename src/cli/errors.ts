@@ -3,7 +3,7 @@
  * script can branch on (DESIGN.md §6), and the whole story only when asked (`--debug`).
  */
 import type { CommanderError } from 'commander';
-import { toOciRootfsError, UsageError, type ExitCode } from '../errors.js';
+import { NetworkError, RateLimitError, toOciRootfsError, UsageError, type ExitCode, type OciRootfsError } from '../errors.js';
 
 export interface ReportErrorOptions {
   /** Also print the cause chain with stack traces. */
@@ -15,10 +15,24 @@ export interface ReportErrorOptions {
 export function reportError(error: unknown, options: ReportErrorOptions = {}): ExitCode {
   const { debug = false, stderr = process.stderr } = options;
   const failure = toOciRootfsError(error);
-  stderr.write(`oci-rootfs: ${oneLine(failure.message)}\n`);
+  const hint = cliHint(failure);
+  stderr.write(`oci-rootfs: ${oneLine(failure.message)}${hint === undefined ? '' : `; ${hint}`}\n`);
   // The chain starts at what was thrown, not at the wrapper toOciRootfsError may have made.
   if (debug) stderr.write(describeChain(error));
   return failure.exitCode;
+}
+
+/**
+ * What a failure means in terms of the command's flags. The library names its options,
+ * never our flags (its users have no command line), so the CLI adds this.
+ */
+function cliHint(failure: OciRootfsError): string | undefined {
+  if (failure instanceof NetworkError && failure.message.includes('TLS certificate problem')) {
+    return 'on the command line: --ca-file FILE trusts a CA, --insecure skips verification';
+  }
+  if (failure instanceof RateLimitError && failure.message.includes('(maxWaitMs)')) return '--max-wait allows a longer wait';
+  if (failure.message.startsWith('CA file ')) return 'see --ca-file';
+  return undefined;
 }
 
 /** Prints a warning on one line; the pull goes on. */

@@ -7,8 +7,8 @@
 import type { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { QuietFailure } from './errors.js';
-import type { CliIo } from './pull-command.js';
-import { addRegistryOptions, withRegistryOptions, writeOut, type RegistryCommandOptions } from './registry-options.js';
+import { addRegistryOptions, withRegistryOptions, type RegistryCommandOptions } from './registry-options.js';
+import { IMAGE_ARGUMENT_HELP, writeOut, type CliIo } from './shared.js';
 
 interface ExistsCommandOptions extends RegistryCommandOptions {
   quiet?: boolean;
@@ -19,6 +19,7 @@ Examples:
   $ oci-rootfs exists alpine:3.20 && echo yes
   $ oci-rootfs exists --platform linux/riscv64 debian:bookworm || echo "no riscv64 build"
   $ digest=$(oci-rootfs exists ghcr.io/me/app:1.0)
+  $ oci-rootfs exists oci:./layout:v2 || echo "not in the layout"
 
 Prints the digest the reference points at (the index digest for a multi-platform tag).
 Exit status: 0 exists, 3 no such image, tag or platform, else the status of the failure
@@ -29,13 +30,13 @@ export function registerExistsCommand(program: Command, io: CliIo): Command {
   const command = program
     .command('exists')
     .description('check that an image (and a platform of it) exists, without downloading it')
-    .argument('<image>', 'image reference, e.g. alpine:3.20');
+    .argument('<image>', IMAGE_ARGUMENT_HELP);
   addRegistryOptions(command, 'also require this platform (reads the index: a GET rather than a HEAD)')
     .option('-q, --quiet', 'print nothing; the exit status says it all')
     .addHelpText('after', EXAMPLES)
     .action(async (image: string, options: ExistsCommandOptions) => {
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { imageExists } = await import('../operators/inspect.js');
+        const { imageExists } = await import('../index.js');
         const found = await imageExists(image, registryOptions);
         if (found === undefined) {
           if (options.quiet !== true) {

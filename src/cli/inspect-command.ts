@@ -5,12 +5,11 @@
  */
 import type { Command } from 'commander';
 import { ManifestError, UsageError } from '../errors.js';
-import type { InspectResult } from '../operators/inspect.js';
-import type { Platform } from '../registry/platform.js';
+import type { InspectResult, Platform } from '../index.js';
 import { formatBytes } from './progress/format.js';
 import { prettyJson } from './pull-outputs.js';
-import type { CliIo } from './pull-command.js';
-import { addRegistryOptions, withRegistryOptions, writeOut, type RegistryCommandOptions } from './registry-options.js';
+import { addRegistryOptions, withRegistryOptions, type RegistryCommandOptions } from './registry-options.js';
+import { IMAGE_ARGUMENT_HELP, writeOut, type CliIo } from './shared.js';
 
 interface InspectCommandOptions extends RegistryCommandOptions {
   json?: boolean;
@@ -23,6 +22,8 @@ Examples:
   $ oci-rootfs inspect --platform linux/arm64 debian:bookworm
   $ oci-rootfs inspect --json alpine | jq -r '.layers[].digest'
   $ oci-rootfs inspect --raw alpine | jq '.manifests[].platform'
+  $ oci-rootfs inspect oci:./alpine-oci:latest
+  $ oci-rootfs inspect docker-archive:saved.tar
 
 --raw prints the manifest as the registry served it: the index (or manifest list) when the
 tag names one, unless --platform picks a manifest from it.
@@ -39,7 +40,7 @@ export function registerInspectCommand(program: Command, io: CliIo): Command {
   const command = program
     .command('inspect')
     .description("show an image's platforms, layers and config without downloading a layer")
-    .argument('<image>', 'image reference, e.g. alpine:3.20');
+    .argument('<image>', IMAGE_ARGUMENT_HELP);
   addRegistryOptions(command, 'the platform to show from a multi-platform image (default: linux/<host arch>)')
     .option('--json', 'print everything as one JSON object')
     .option('--raw', 'print the manifest bytes as served (the index, when the tag names one and no --platform is given)')
@@ -47,20 +48,10 @@ export function registerInspectCommand(program: Command, io: CliIo): Command {
     .action(async (image: string, options: InspectCommandOptions) => {
       if (options.json === true && options.raw === true) throw new UsageError('--json and --raw cannot be used together');
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { inspectImage } = await import('../operators/inspect.js');
+        const { inspectImage, readManifest } = await import('../index.js');
         if (options.raw === true && options.platform === undefined) {
-          // The bytes the tag names, whatever they are: no platform pick, no config fetch.
-          const { fetchManifest, RegistryClient } = await import('../registry/index.js');
-          const { parseReference } = await import('../reference/index.js');
-          const { registryClientOptions } = await import('../operators/inspect.js');
-          const ref = parseReference(image);
-          const client = RegistryClient.for(ref, registryClientOptions(registryOptions));
-          try {
-            const manifest = await fetchManifest(client, ref, registryOptions.signal === undefined ? {} : { signal: registryOptions.signal });
-            await writeOut(io, manifest.bytes);
-          } finally {
-            await client.close();
-          }
+          // The bytes the source names, whatever they are: no platform pick, no config read.
+          await writeOut(io, (await readManifest(image, registryOptions)).bytes);
           return;
         }
         const result = await inspectImage(image, registryOptions);
@@ -80,13 +71,13 @@ export function registerConfigCommand(program: Command, io: CliIo): Command {
   const command = program
     .command('config')
     .description('print the image config (Env, Cmd, Entrypoint, User, WorkingDir, Labels, ...) as JSON')
-    .argument('<image>', 'image reference, e.g. alpine:3.20');
+    .argument('<image>', IMAGE_ARGUMENT_HELP);
   addRegistryOptions(command, 'the platform whose config to print (default: linux/<host arch>)')
     .option('--raw', 'print the config blob exactly as stored (its sha256 is the config digest)')
     .addHelpText('after', CONFIG_EXAMPLES)
     .action(async (image: string, options: ConfigCommandOptions) => {
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { inspectImage } = await import('../operators/inspect.js');
+        const { inspectImage } = await import('../index.js');
         const { config } = await inspectImage(image, registryOptions);
         if (config.json === undefined) {
           throw new ManifestError(`${image} is not a container image (config media type ${config.mediaType})`);
@@ -157,7 +148,7 @@ export function inspectText(result: InspectResult): string {
   out += field('User', run.User === undefined || run.User === '' ? '(not set: root)' : run.User);
   out += field('WorkingDir', run.WorkingDir === undefined || run.WorkingDir === '' ? '(not set: /)' : run.WorkingDir);
   out += list('Labels', Object.entries(run.Labels ?? {}).map(([key, value]) => `${key}=${value}`));
-  if (run.ExposedPorts !== undefined) out += field('Ports', Object.keys(run.ExposedPorts).join(' ') || '(none)');
+  if (run.ExposedPorts !== undefined && run.ExposedPorts !== null) out += field('Ports', Object.keys(run.ExposedPorts).join(' ') || '(none)');
   return out;
 }
 

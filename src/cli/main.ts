@@ -1,83 +1,18 @@
 #!/usr/bin/env node
 /**
- * The `oci-rootfs` command. Parsing and exit statuses live here; each command is its own
- * module. Exit statuses follow DESIGN.md §6: 2 for any usage error, commander's included.
+ * The `oci-rootfs` command on the process: its streams, its exit status. The program
+ * itself is `program.ts`.
  */
-import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
-import { ExitCode } from '../errors.js';
-import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js';
-import { registerExistsCommand } from './exists-command.js';
-import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
-import { registerPullCommand, type CliIo } from './pull-command.js';
+import { runCli } from './program.js';
 
-/** The version of the installed package: dist/cli/main.js and src/cli/main.ts both sit two levels below it. */
-function packageVersion(): string {
-  const manifest: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  const version = (manifest as { version?: unknown }).version;
-  return typeof version === 'string' ? version : 'unknown';
-}
-
-const EXAMPLES_AND_EXIT_STATUSES = `
-Examples:
-  $ oci-rootfs pull alpine -o alpine.tar.gz
-  $ oci-rootfs pull --platform linux/arm64 debian:bookworm > debian.tar
-  $ oci-rootfs pull --if-changed alpine -o alpine.tar.gz --config-out alpine.json
-  $ oci-rootfs inspect alpine
-  $ oci-rootfs config alpine | jq -r .config.User
-  $ oci-rootfs exists ghcr.io/me/app:1.0 || echo missing
-  $ oci-rootfs pull --help
-
-Exit status:
-  0 success, 1 other failure, 2 usage error or bad reference, 3 image, tag or platform
-  not found, 4 authentication, 5 rate limited, 6 network, 7 integrity (digest or size),
-  8 unsafe or malformed content, 130 interrupted
-`;
-
-function createProgram(io: CliIo): Command {
-  const program = new Command('oci-rootfs')
-    .description('Pull an OCI / Docker image from a registry into one flattened root filesystem tar.')
-    .version(packageVersion(), '-V, --version', 'print the version')
-    .helpOption('-h, --help', 'print this help')
-    .addHelpText('after', EXAMPLES_AND_EXIT_STATUSES)
-    // Throw instead of exiting, and print nothing: main() prints one line and exits 2.
-    // Subcommands created afterwards inherit both settings.
-    .exitOverride()
-    .configureOutput({ outputError: () => {} });
-  registerPullCommand(program, io);
-  registerInspectCommand(program, io);
-  registerConfigCommand(program, io);
-  registerExistsCommand(program, io);
-  return program;
-}
-
-/** The exit status for a parse outcome: help and version are successes, the rest usage errors. */
-function commanderExit(error: CommanderError): number {
-  if (error.exitCode === 0) return ExitCode.ok;
-  // Commander already printed the help to stderr (e.g. no command given).
-  if (error.code === 'commander.help') return ExitCode.usage;
-  return reportError(usageErrorFromCommander(error));
-}
-
-async function main(argv: string[]): Promise<void> {
-  // A reader that closed the pipe (`| head`) makes later stdout writes fail with EPIPE,
-  // possibly after the pull settled; without a listener that would crash the process.
-  // The pull reports EPIPE itself while it runs (writeToStdout).
-  process.stdout.on('error', () => {});
-  const program = createProgram({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });
-  try {
-    await program.parseAsync(argv);
-    process.exitCode = ExitCode.ok;
-  } catch (error) {
-    // exitCode, not exit(): stdout may still be flushing the bytes already written.
-    // `--debug` is read from argv so it also covers errors raised while parsing.
-    process.exitCode =
-      error instanceof QuietFailure
-        ? error.exitCode
-        : error instanceof CommanderError
-          ? commanderExit(error)
-          : reportError(error, { debug: argv.includes('--debug') });
-  }
-}
-
-await main(process.argv);
+// A reader that closed the pipe (`| head`) makes later stdout writes fail with EPIPE,
+// possibly after the pull settled; without a listener that would crash the process.
+// The pull reports EPIPE itself while it runs (writeToStdout).
+process.stdout.on('error', () => {});
+// exitCode, not exit(): stdout may still be flushing the bytes already written.
+process.exitCode = await runCli(process.argv, {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+});

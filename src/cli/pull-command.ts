@@ -4,26 +4,17 @@
  * checked before the first request goes out.
  */
 import { basename } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { AbortError, ExitCode, UsageError } from '../errors.js';
-import type { PullEvent, ResolvedEvent } from '../operators/events.js';
-import type { PullOptions } from '../operators/pull-options.js';
-import { createCompressor, formatFromPath } from '../streams/compress.js';
-import {
-  TERMINAL_REFUSAL,
-  writeAtomically,
-  writeToStdout,
-  type StdoutLike,
-} from '../streams/output-file.js';
+import { AbortError, UsageError } from '../errors.js';
+import type { PullEvent, PullOptions, ResolvedEvent, ResolvedImage } from '../index.js';
 import { reportWarning } from './errors.js';
-import { addConnectionOptions, connectionOptions, type ConnectionCommandOptions } from './registry-options.js';
+import { addRegistryOptions, parseSeconds, type RegistryCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
 import {
-  ConfigFetch,
   forgetRecord,
   HashingPassThrough,
+  prettyJson,
   readRecord,
   recordMatches,
   recordOf,
@@ -32,24 +23,17 @@ import {
   writeText,
   type RecordedOptions,
 } from './pull-outputs.js';
+import { abortOnInterrupt, checkCredentialOptions, IMAGE_ARGUMENT_HELP, readPassword, type CliIo } from './shared.js';
 
 /** The options commander hands to the action, after the parsers below. */
-export interface PullCommandOptions extends ConnectionCommandOptions {
+export interface PullCommandOptions extends RegistryCommandOptions {
   output?: string;
   format?: 'tar' | 'gzip' | 'zstd';
-  platform?: string;
-  username?: string;
-  password?: string;
-  passwordStdin?: boolean;
-  plainHttp?: boolean;
   allowForeign?: boolean;
   level?: number;
-  debug?: boolean;
   retries?: number;
   /** Seconds. */
   maxWait?: number;
-  /** Seconds. */
-  timeout?: number;
   /** Absent: `auto`. */
   progress?: ProgressMode;
   quiet?: boolean;
@@ -58,13 +42,7 @@ export interface PullCommandOptions extends ConnectionCommandOptions {
   ifChanged?: boolean;
 }
 
-/** The process streams, passed in so the command can be driven without a process. */
-export interface CliIo {
-  stdin: Readable;
-  stdout: StdoutLike;
-  stderr: Writable & { isTTY?: boolean | undefined; columns?: number; rows?: number };
-  env?: NodeJS.ProcessEnv;
-}
+export type { CliIo } from './shared.js';
 
 const EXAMPLES = `
 Examples:
@@ -75,13 +53,16 @@ Examples:
   $ oci-rootfs pull alpine -o alpine.tar.gz --config-out alpine.config.json --digest-file alpine.sha256
   $ oci-rootfs pull --if-changed debian:bookworm -o debian.tar.gz     # cron: no download if unchanged
   $ oci-rootfs pull --progress json alpine -o alpine.tar 2> events.ndjson
+  $ oci-rootfs pull oci:./alpine-oci:latest -o alpine.tar            # an OCI image layout
+  $ oci-rootfs pull docker-archive:saved.tar:alpine:3.20 -o alpine.tar  # a docker save archive
 
 Progress goes to stderr: a display redrawn in place on a terminal, nothing otherwise
 (--progress auto); "plain" prints a line per layer event, "json" every event as one JSON
 object per line. NO_COLOR turns colours off.
 
 --if-changed keeps a record of what the output was made from in <output>.oci-rootfs.json
-and skips the pull when the registry still has that image (checked with a HEAD request).
+and skips the pull when the source still has that image (for a registry, checked with a
+HEAD request).
 
 On stdout a failed pull ends without the tar end-of-archive marker, so tar reports a
 truncated archive; use "set -o pipefail" to see the exit status in a pipeline.
@@ -91,19 +72,10 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
   const command = program
     .command('pull')
     .description('pull an image and write its flattened root filesystem as one tar archive')
-    .argument('<image>', 'image reference, e.g. alpine, alpine:3.20, ghcr.io/org/app@sha256:...')
+    .argument('<image>', IMAGE_ARGUMENT_HELP)
     .option('-o, --output <file>', 'write to FILE, "-" for stdout (default: stdout)')
-    .option('--format <format>', 'tar, gzip or zstd (default: from the -o extension, else tar)', parseFormat)
-    .option(
-      '--platform <os/arch[/variant]>',
-      'the platform to pick from a multi-platform image (default: linux/<host arch>)',
-      parsePlatform,
-    )
-    .option('--username <name>', 'registry user name (default: from the Docker config)')
-    .option('--password <password>', 'registry password or token (visible to other users; prefer --password-stdin)')
-    .option('--password-stdin', 'read the registry password or token from stdin')
-    .option('--plain-http', 'talk to the registry over plain HTTP');
-  return addConnectionOptions(command)
+    .option('--format <format>', 'tar, gzip or zstd (default: from the -o extension, else tar)', parseFormat);
+  return addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)')
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
@@ -117,8 +89,6 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--if-changed', 'do nothing if -o FILE was made from the image the registry has now')
     .option('--retries <n>', 'tries after the first for a failing request or layer download (default: 5)', parseRetries)
     .option('--max-wait <seconds>', 'longest wait on a rate limit (HTTP 429 Retry-After) before failing (default: 60)', parseSeconds)
-    .option('--timeout <seconds>', 'connect timeout and longest silence of a response before retrying (default: 30)', parsePositiveSeconds)
-    .option('--debug', 'on failure, print the cause chain and stack traces')
     .addHelpText('after', EXAMPLES)
     .action(async (image: string, options: PullCommandOptions) => {
       await runPull(image, options, io);
@@ -127,9 +97,12 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
 
 /** Runs one pull to completion; throws an OciRootfsError-compatible error on failure. */
 export async function runPull(reference: string, options: PullCommandOptions, io: CliIo): Promise<void> {
+  // Loaded here rather than at the top so --help, --version and usage errors do not pay
+  // for the registry client, undici and rxjs at startup.
+  const api = await import('../index.js');
   const file = options.output === undefined || options.output === '-' ? undefined : options.output;
   // stdout has no name to infer from, and plain tar is what `| tar -x` expects.
-  const format = options.format ?? (file === undefined ? 'tar' : (formatFromPath(file) ?? 'tar'));
+  const format = options.format ?? (file === undefined ? 'tar' : (api.formatFromPath(file) ?? 'tar'));
   if (options.level !== undefined && format === 'tar') {
     throw new UsageError('--level applies only to gzip or zstd output, not tar');
   }
@@ -146,8 +119,11 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   if (options.password !== undefined) {
     reportWarning('--password can be read by other users of this machine; prefer --password-stdin', io.stderr);
   }
+  if (options.insecure === true) {
+    reportWarning('--insecure: TLS certificates are not verified; the registry can be impersonated', io.stderr);
+  }
 
-  const compressor = createCompressor(format, options.level === undefined ? {} : { level: options.level });
+  const compressor = api.createCompressor(format, options.level === undefined ? {} : { level: options.level });
   let password: string | undefined;
   try {
     password = options.passwordStdin === true ? await readPassword(io.stdin) : options.password;
@@ -172,9 +148,9 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
   try {
-    const registryOptions = { ...pullOptions(options, password, controller.signal), ...connectionOptions(options, io) };
+    const pullOptions = pullOptionsOf(options, password, controller.signal);
     if (options.ifChanged === true && file !== undefined) {
-      if (await upToDate(reference, file, recorded, registryOptions, reporter, options, io)) {
+      if (await upToDate(reference, file, recorded, pullOptions, reporter, options, io)) {
         compressor.destroy();
         return;
       }
@@ -182,17 +158,14 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     // The output is about to be replaced: a record of the old one must not outlive it.
     if (file !== undefined) await forgetRecord(file);
 
-    // Loaded here rather than at the top so --help, --version and usage errors do not pay
-    // for the registry client, undici and rxjs at startup.
-    const { pullRootfs } = await import('../operators/pull-rootfs.js');
     let resolved: ResolvedEvent | undefined;
-    const config = options.configOut === undefined ? undefined : new ConfigFetch(reference, registryOptions);
+    let image: ResolvedImage | undefined;
     const onEvent = (event: PullEvent): void => {
       if (event.type === 'resolved') resolved = event;
-      config?.event(event);
       reporter.event(event);
     };
-    const tar = pullRootfs(reference, { ...registryOptions, onEvent });
+    // The resolved image carries its config: --config-out needs no second request.
+    const tar = api.pullRootfs(reference, { ...pullOptions, onEvent, onResolved: (resolvedImage) => (image = resolvedImage) });
     // Hashed as it is written, so --digest-file costs no second read of the output.
     const hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
     // On any error pipeline() destroys every stage, so the compressor never writes its
@@ -200,11 +173,11 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     const output = hasher === undefined ? pipeline(tar, compressor, () => {}) : pipeline(tar, compressor, hasher, () => {});
     const { bytes } =
       file === undefined
-        ? await writeToStdout(output, { signal: controller.signal, stdout: io.stdout })
-        : await writeAtomically(output, file, { signal: controller.signal });
+        ? await api.writeToStdout(output, { signal: controller.signal, stdout: io.stdout })
+        : await api.writeAtomically(output, file, { signal: controller.signal });
 
     // The rootfs is complete; only now what describes it, each file whole or not at all.
-    if (config !== undefined && options.configOut !== undefined) await writeText(options.configOut, await config.text());
+    if (options.configOut !== undefined && image !== undefined) await writeText(options.configOut, prettyJson(image.config.bytes));
     if (hasher !== undefined && options.digestFile !== undefined) {
       await writeText(options.digestFile, `${hasher.digest}  ${file ?? '-'}\n`);
     }
@@ -222,26 +195,29 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   }
 }
 
+/** What refusing a terminal as the output says (binary on a terminal garbles it). */
+const TERMINAL_REFUSAL = 'refusing to write a tar archive to a terminal; use -o FILE or redirect stdout';
+
 /** compress.ts's levels when none is given; the record must say the same either way. */
 const DEFAULT_LEVEL = { gzip: 6, zstd: 3 } as const;
 
 /**
  * `--if-changed`: whether `file` was made, with the same options, from the image the
- * registry has now. Says so when it was (one line, or an `up-to-date` record in json mode).
+ * source has now. Says so when it was (one line, or an `up-to-date` record in json mode).
  */
 async function upToDate(
   reference: string,
   file: string,
   recorded: RecordedOptions,
-  registryOptions: PullOptions,
+  pullOptions: PullOptions,
   reporter: ProgressReporter,
   options: PullCommandOptions,
   io: CliIo,
 ): Promise<boolean> {
   const record = await readRecord(file);
   if (record === undefined || !(await recordMatches(record, file, recorded))) return false;
-  const { checkImageChanged } = await import('../operators/image-changed.js');
-  const check = await checkImageChanged(reference, record, registryOptions);
+  const { checkImageChanged } = await import('../index.js');
+  const check = await checkImageChanged(reference, record, pullOptions);
   if (check.changed) return false;
   if (check.digest !== undefined && check.digest !== record.digest) {
     // The index moved on, our platform's manifest did not: remember the new index digest
@@ -267,13 +243,16 @@ function checkReportingOptions(options: PullCommandOptions, file: string | undef
   }
 }
 
-function pullOptions(options: PullCommandOptions, password: string | undefined, signal: AbortSignal): PullOptions {
+function pullOptionsOf(options: PullCommandOptions, password: string | undefined, signal: AbortSignal): PullOptions {
   // exactOptionalPropertyTypes: absent options stay absent rather than `undefined`.
   const result: PullOptions = { signal };
   if (options.platform !== undefined) result.platform = options.platform;
   if (options.username !== undefined) result.username = options.username;
   if (password !== undefined) result.password = password;
   if (options.plainHttp === true) result.plainHttp = true;
+  if (options.caFile !== undefined && options.caFile.length > 0) result.caFiles = options.caFile;
+  if (options.insecure === true) result.insecure = true;
+  if (options.registryMirror !== undefined && options.registryMirror !== '') result.registryMirror = options.registryMirror;
   if (options.allowForeign === true) result.allowForeign = true;
   if (options.retries !== undefined) result.retries = options.retries;
   if (options.maxWait !== undefined) result.maxWaitMs = options.maxWait * 1000;
@@ -281,59 +260,9 @@ function pullOptions(options: PullCommandOptions, password: string | undefined, 
   return result;
 }
 
-export function checkCredentialOptions(options: PullCommandOptions): void {
-  const hasPassword = options.password !== undefined || options.passwordStdin === true;
-  if (options.password !== undefined && options.passwordStdin === true) {
-    throw new UsageError('--password and --password-stdin cannot be used together');
-  }
-  if (hasPassword && options.username === undefined) {
-    throw new UsageError(`${options.password !== undefined ? '--password' : '--password-stdin'} needs --username`);
-  }
-  if (!hasPassword && options.username !== undefined) {
-    throw new UsageError('--username needs --password or --password-stdin');
-  }
-}
-
-/** All of stdin, less one trailing newline (as `docker login --password-stdin` does). */
-export async function readPassword(stdin: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-  if (password === '') throw new UsageError('--password-stdin: stdin held no password');
-  return password;
-}
-
-/** How long a pull may take to wind down after Ctrl-C before the process is made to exit. */
-const INTERRUPT_GRACE_MS = 5_000;
-
-/**
- * SIGINT/SIGTERM abort the pull: the partial file is removed and the exit status is 130.
- * A second signal, or a wind-down that outlasts the grace period, exits at once: the user
- * asked twice, and a stuck socket must not keep the process alive.
- */
-export function abortOnInterrupt(controller: AbortController): () => void {
-  const onSignal = (): void => {
-    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
-    controller.abort(new AbortError());
-    // unref: the timer fires only if something else still keeps the process alive.
-    setTimeout(() => process.exit(ExitCode.interrupted), INTERRUPT_GRACE_MS).unref();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
-}
-
 function parseFormat(value: string): 'tar' | 'gzip' | 'zstd' {
   if (value === 'tar' || value === 'gzip' || value === 'zstd') return value;
   throw new InvalidArgumentError('Expected tar, gzip or zstd.');
-}
-
-export function parsePlatform(value: string): string {
-  if (/^[^/\s]+\/[^/\s]+(\/[^/\s]+)?$/.test(value)) return value;
-  throw new InvalidArgumentError('Expected os/arch[/variant], e.g. linux/arm64 or linux/arm/v7.');
 }
 
 function parseLevel(value: string): number {
@@ -344,15 +273,4 @@ function parseLevel(value: string): number {
 function parseRetries(value: string): number {
   if (/^\d{1,3}$/.test(value)) return Number(value);
   throw new InvalidArgumentError('Expected a whole number of retries, e.g. 0 or 5.');
-}
-
-function parseSeconds(value: string): number {
-  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
-  throw new InvalidArgumentError('Expected a number of seconds, e.g. 60 or 0.5.');
-}
-
-function parsePositiveSeconds(value: string): number {
-  const seconds = parseSeconds(value);
-  if (seconds > 0) return seconds;
-  throw new InvalidArgumentError('Expected a number of seconds above 0.');
 }

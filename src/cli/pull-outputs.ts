@@ -7,15 +7,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { ManifestError } from '../errors.js';
-import type { PullEvent, ResolvedEvent } from '../operators/events.js';
-import { registryClientOptions } from '../operators/inspect.js';
-import type { PullOptions } from '../operators/pull-options.js';
-import { parseReference } from '../reference/index.js';
-import { readBlob } from '../registry/blob.js';
-import { RegistryClient } from '../registry/client.js';
-import { MAX_CONFIG_BYTES } from '../registry/http.js';
-import { writeAtomically } from '../streams/output-file.js';
+import type { ResolvedEvent } from '../index.js';
 
 /** A PassThrough that hashes what goes through it: the output digest without a second read. */
 export class HashingPassThrough extends Transform {
@@ -128,50 +120,6 @@ export function recordOf(resolved: ResolvedEvent, options: RecordedOptions, byte
   };
 }
 
-/**
- * The config blob of the image being pulled, fetched as soon as the pull resolved it, so
- * it is ready when the rootfs is. `pullRootfs` keeps the config it read to itself, so this
- * is one more blob GET (blobs do not count against Docker Hub's pull limit; manifests do).
- */
-export class ConfigFetch {
-  #bytes: Promise<Buffer> | undefined;
-
-  constructor(
-    private readonly reference: string,
-    private readonly options: PullOptions,
-  ) {}
-
-  event(event: PullEvent): void {
-    if (event.type !== 'resolved' || this.#bytes !== undefined) return;
-    this.#bytes = this.#fetch(event.configDigest);
-    // Awaited only after a successful pull; a pull that failed first must not leave this unheard.
-    this.#bytes.catch(() => undefined);
-  }
-
-  /** The config, pretty-printed as `oci-rootfs config` prints it. */
-  async text(): Promise<string> {
-    if (this.#bytes === undefined) throw new ManifestError('the pull finished without resolving the image config');
-    return prettyJson(await this.#bytes);
-  }
-
-  async #fetch(digest: string): Promise<Buffer> {
-    const ref = parseReference(this.reference);
-    const client = RegistryClient.for(ref, registryClientOptions(this.options));
-    try {
-      return await readBlob(
-        client,
-        ref,
-        { digest },
-        MAX_CONFIG_BYTES,
-        () => new ManifestError(`config ${digest}: larger than ${MAX_CONFIG_BYTES} bytes`),
-        this.options.signal === undefined ? {} : { signal: this.options.signal },
-      );
-    } finally {
-      await client.close();
-    }
-  }
-}
-
 /** JSON bytes re-indented by two spaces, with a final newline. */
 export function prettyJson(bytes: Buffer): string {
   return `${JSON.stringify(JSON.parse(bytes.toString('utf8')), null, 2)}\n`;
@@ -179,5 +127,6 @@ export function prettyJson(bytes: Buffer): string {
 
 /** Writes `text` to `path` the way the rootfs is written: complete or not at all. */
 export async function writeText(path: string, text: string): Promise<void> {
+  const { writeAtomically } = await import('../index.js');
   await writeAtomically(Readable.from([Buffer.from(text, 'utf8')]), path);
 }

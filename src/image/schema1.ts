@@ -25,7 +25,7 @@
  */
 import { ManifestError } from '../errors.js';
 import { isValidDigest } from '../reference/index.js';
-import type { ImageConfigJson } from './manifest.js';
+import type { ImageConfigJson } from './types.js';
 
 /** The 32-byte gzip of an empty tar (1024 zero bytes) that schema 1 uses for empty layers. */
 export const EMPTY_GZIP_LAYER_DIGEST = 'sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4';

@@ -45,10 +45,16 @@ export interface ProgressEvent {
   total: number;
 }
 
+/** One layer was read to its end and every check of it passed. */
 export interface LayerDoneEvent {
   type: 'layer-done';
   index: number;
+  /** Stored (usually compressed) bytes received for this layer, over every pass of it. */
   bytesIn: number;
+  /**
+   * Uncompressed tar bytes written while this layer was read. Entries held for later (a
+   * hardlink waiting for its target, a pending parent) count where they are written.
+   */
   bytesOut: number;
   entriesWritten: number;
   entriesSkipped: number;

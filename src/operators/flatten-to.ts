@@ -18,6 +18,7 @@ export interface FlattenToOptions {
 /** What the flatten stage reports; `pullRootfs$` turns these into `PullEvent`s. */
 export type FlattenEvent =
   | { type: 'layer-start'; index: number }
+  /** `bytesOut`: tar bytes written while this layer was read (held entries land in a later layer's count). */
   | ({ type: 'layer-done'; bytesOut: number } & LayerFlattenStats)
   /** Last, once `output` has every byte: the whole tar's size, end-of-archive marker included. */
   | { type: 'end'; bytesOut: number };
@@ -41,12 +42,16 @@ export function flattenTo$(
   return new Observable<FlattenEvent>((subscriber) => {
     const controller = new AbortController();
     let bytesOut = 0;
+    let bytesOutAtLayerStart = 0;
     const tar = flattenLayers(layers, {
       signal: controller.signal,
       ...(options.filter === undefined ? {} : { filter: options.filter }),
       ...(options.hiddenBodyBudget === undefined ? {} : { hiddenBodyBudget: options.hiddenBodyBudget }),
-      onLayerStart: (index) => subscriber.next({ type: 'layer-start', index }),
-      onLayerDone: (stats) => subscriber.next({ type: 'layer-done', bytesOut, ...stats }),
+      onLayerStart: (index) => {
+        bytesOutAtLayerStart = bytesOut;
+        subscriber.next({ type: 'layer-start', index });
+      },
+      onLayerDone: (stats) => subscriber.next({ type: 'layer-done', bytesOut: bytesOut - bytesOutAtLayerStart, ...stats }),
     });
     async function* counted(): AsyncGenerator<Buffer> {
       for await (const chunk of tar) {

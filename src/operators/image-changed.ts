@@ -3,13 +3,14 @@
  * with their own caches. The answer must cost as little as possible when nothing changed
  * (the common case of a cron job): a HEAD, which Docker Hub does not count as a pull.
  */
-import { fetchManifest } from '../registry/manifest.js';
-import { RegistryClient } from '../registry/client.js';
-import { isIndexMediaType } from '../registry/media-types.js';
-import { defaultPlatform, parsePlatform, selectPlatform } from '../registry/platform.js';
-import { parseReference } from '../reference/index.js';
 import { PlatformNotFoundError } from '../errors.js';
-import { currentDigest, indexEntries, registryClientOptions, type ImageQueryOptions } from './inspect.js';
+import { indexEntries } from '../image/manifest.js';
+import { isIndexMediaType } from '../image/media-types.js';
+import { selectPlatform } from '../image/platform.js';
+import { registryClientOptions, type QueryOptions } from '../queries/options.js';
+import { walkToManifest } from '../queries/resolve.js';
+import { openStore, type SourceReference } from '../stores/index.js';
+import { wantedPlatform } from './inspect.js';
 
 /** What a pull was made from: the digests of its `resolved` event. */
 export interface PulledImageDigests {
@@ -35,7 +36,7 @@ export interface ImageChangeCheck {
 }
 
 /**
- * Compares what `reference` points at now with `previous`:
+ * Compares what `source` (a registry reference, `oci:` or `docker-archive:`) points at now with `previous`:
  * 1. the digest the reference names (pinned: no request; else `Docker-Content-Digest` of
  *    a HEAD) equal to `previous.digest`: unchanged;
  * 2. a different digest for a single-platform image: changed (no GET spent);
@@ -43,6 +44,7 @@ export interface ImageChangeCheck {
  *    the manifest; unchanged if its bytes hash to `previous.digest`, or if it is an index
  *    whose entry for the platform (`options.platform`, else the host's) is still
  *    `previous.manifestDigest` (another platform was rebuilt; our layers did not move).
+ * Local sources have no HEAD: they are read (cheaply) and compared the same way.
  *
  * Errors (not found, auth, network) reject: a caller that cannot tell should not skip.
  *
@@ -53,28 +55,35 @@ export interface ImageChangeCheck {
  * ```
  */
 export async function checkImageChanged(
-  reference: string,
+  source: string | SourceReference,
   previous: PulledImageDigests,
-  options: ImageQueryOptions = {},
+  options: QueryOptions = {},
 ): Promise<ImageChangeCheck> {
-  const ref = parseReference(reference);
-  const client = RegistryClient.for(ref, registryClientOptions(options));
-  const signal = options.signal === undefined ? {} : { signal: options.signal };
+  const store = openStore(source, { registry: registryClientOptions(options) });
+  const { signal } = options;
   try {
-    const now = await currentDigest(client, ref, signal);
-    if (now.digest === previous.digest) return { changed: false, digest: now.digest, by: now.source };
-    // A changed manifest digest is a changed image; only an index can change around us.
-    if (now.source !== 'get' && previous.indexDigest === undefined) {
-      return { changed: true, digest: now.digest, by: now.source };
+    const now = await store.currentDigest?.(signal);
+    if (now !== undefined) {
+      if (now.digest === previous.digest) return { changed: false, digest: now.digest, by: now.by };
+      // A changed manifest digest is a changed image; only an index can change around us.
+      if (previous.indexDigest === undefined) return { changed: true, digest: now.digest, by: now.by };
     }
-    const manifest = now.manifest ?? (await fetchManifest(client, ref, signal));
+    const root = await store.root(signal);
+    if (root.kind === 'entries') {
+      // An OCI layout: walk it (no network, nothing counted) and compare what the pull saw.
+      const walk = await walkToManifest(store, options, root);
+      const digest = walk.indexDigest ?? walk.manifest.digest;
+      if (digest === previous.digest) return { changed: false, digest, by: 'get' };
+      return { changed: walk.manifest.digest !== previous.manifestDigest, digest, by: walk.index === undefined ? 'get' : 'platform' };
+    }
+    const manifest = root.manifest;
     if (manifest.digest === previous.digest) return { changed: false, digest: manifest.digest, by: 'get' };
     if (!isIndexMediaType(manifest.mediaType) || previous.indexDigest === undefined) {
       return { changed: true, digest: manifest.digest, by: 'get' };
     }
-    const wanted = options.platform === undefined ? defaultPlatform() : parsePlatform(options.platform);
     try {
-      const { entry } = selectPlatform(indexEntries(manifest, ref), wanted);
+      const entries = indexEntries(manifest.json, `index ${manifest.digest} of ${store.name}`);
+      const { entry } = selectPlatform(entries, wantedPlatform(options));
       return { changed: entry.digest !== previous.manifestDigest, digest: manifest.digest, by: 'platform' };
     } catch (error) {
       // The platform is gone from the index: "changed", and the pull will say what is left.
@@ -82,6 +91,6 @@ export async function checkImageChanged(
       throw error;
     }
   } finally {
-    await client.close();
+    await store.close();
   }
 }

@@ -1,28 +1,28 @@
+/**
+ * The one verified-layer pipeline, for every store: a layer's stored bytes → byte meter →
+ * stored digest and size check → decompress → diffID check → the flattener. Every check
+ * runs at EOF, so a pass counts only once its stream has ended (DESIGN.md §3).
+ */
 import { pipeline, Readable } from 'node:stream';
 import { addAbortSignal } from 'node:stream';
 import type { FlattenLayer } from '../flatten/flatten.js';
-import type { ImageReference } from '../reference/index.js';
-import { openBlobPart } from '../registry/blob.js';
-import { openForeignBlob } from '../registry/foreign.js';
-import type { RegistryClient } from '../registry/client.js';
-import { toTransportError } from '../registry/http.js';
-import type { LayerDescriptor } from '../registry/manifest.js';
+import type { LayerDescriptor } from '../image/types.js';
+import type { ImageStore, StoredBlob } from '../stores/store.js';
 import { createByteMeter } from '../streams/byte-meter.js';
 import { decompressor } from '../streams/decompress.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';
-import { openResumableBlob, type ResumableBlobStream } from '../streams/resumable-blob.js';
 
 export interface LayerSourceOptions {
-  /** Compressed bytes received for layer `index` in the current pass, throttled. */
+  /** Stored bytes received for layer `index` in the current pass, throttled. */
   onProgress?: (index: number, bytes: number, total: number) => void;
-  /** Every compressed byte received, across passes. */
+  /** Every stored byte received, across passes. */
   onBytes?: (index: number, bytes: number) => void;
   /** The blob of layer `index` broke off and goes on from byte `offset`. */
   onResume?: (index: number, offset: number) => void;
   /**
-   * Compressed bytes of the next layer fetched ahead while the current one streams
-   * (DESIGN.md §8), so the flattener never waits for a new layer's first bytes. Default
-   * 16 MiB; 0 turns it off.
+   * Stored bytes of the next layer fetched ahead while the current one streams
+   * (DESIGN.md §8), so the flattener never waits for a new layer's first bytes; only for
+   * stores that fetch over a network. Default 8 MiB; 0 turns it off.
    */
   prefetchBytes?: number;
 }
@@ -32,17 +32,21 @@ const DEFAULT_PREFETCH_BYTES = 8 * 1024 * 1024;
 const STREAMING_AHEAD = 64 * 1024;
 
 /**
- * One cold source per layer: each `open()` is a new request whose bytes are checked against
- * the layer digest and size, inflated, and checked against the diffID. A pass counts only
- * once its stream reached EOF, which is when both checks ran (DESIGN.md §3).
+ * One cold source per layer: each `open()` opens the stored bytes anew, checked against
+ * the layer digest and size, inflated, and checked against the diffID.
+ *
+ * @example
+ * ```ts
+ * const image = await resolveImage(store);
+ * await pipeline(Readable.from(flattenLayers(layerSources(store, image.layers))), createWriteStream('rootfs.tar'));
+ * ```
  */
 export function layerSources(
-  client: RegistryClient,
-  ref: ImageReference,
+  store: ImageStore,
   layers: readonly LayerDescriptor[],
   options: LayerSourceOptions = {},
 ): FlattenLayer[] {
-  const budget = options.prefetchBytes ?? DEFAULT_PREFETCH_BYTES;
+  const budget = store.fetchesAhead ? (options.prefetchBytes ?? DEFAULT_PREFETCH_BYTES) : 0;
   return layers.map((layer, index): FlattenLayer => {
     /** The body fetched ahead, until the next open() takes it. */
     let ahead: Promise<FetchAhead> | undefined;
@@ -52,16 +56,16 @@ export function layerSources(
       open: async (signal: AbortSignal) => {
         const taken = ahead;
         ahead = undefined;
-        if (taken === undefined) return openLayerTar(client, ref, layer, index, signal, options);
+        if (taken === undefined) return openLayerTar(store, layer, index, signal, options);
         const body = await taken;
-        return layerTar(body, body.source, layer, index, signal, options);
+        return layerTar({ ...body.stored, body }, layer, index, signal, options);
       },
     };
     // Foreign layers are not fetched ahead: they have no resumable blob.
     if (budget > 0 && layer.urls === undefined) {
       source.prefetch = (signal: AbortSignal) => {
         if (ahead !== undefined) return;
-        ahead = openBlob(client, ref, layer, index, signal, options).then((blob) => new FetchAhead(blob, budget));
+        ahead = openStored(store, layer, index, signal, options).then((stored) => new FetchAhead(stored, budget));
         // Reported by the open() that takes it; if none does, the abort of `signal` ends it.
         ahead.catch(() => undefined);
       };
@@ -79,11 +83,12 @@ class FetchAhead extends Readable {
   #limit: number;
 
   constructor(
-    readonly source: ResumableBlobStream,
+    readonly stored: StoredBlob,
     limit: number,
   ) {
     super({ highWaterMark: STREAMING_AHEAD });
     this.#limit = limit;
+    const source = stored.body;
     // The blob is read now; its errors wait in this stream for whoever pipes it.
     this.on('error', () => undefined);
     source.on('data', (chunk: Buffer) => {
@@ -96,69 +101,46 @@ class FetchAhead extends Readable {
 
   override _read(): void {
     this.#limit = STREAMING_AHEAD;
-    this.source.resume();
+    this.stored.body.resume();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.source.destroy();
+    this.stored.body.destroy();
     callback(error);
   }
 }
 
 /**
- * The uncompressed, verified tar of one layer, as a stream. A broken blob body is resumed
- * underneath the digest check (under the client's retry policy), so the checks still cover
- * every byte and nothing downstream sees the break.
+ * The uncompressed, verified tar of one layer, as a stream. A broken registry blob body is
+ * resumed underneath the digest check (under the client's retry policy), so the checks
+ * still cover every byte and nothing downstream sees the break.
  */
 export async function openLayerTar(
-  client: RegistryClient,
-  ref: ImageReference,
+  store: ImageStore,
   layer: LayerDescriptor,
   index: number,
   signal: AbortSignal,
   options: LayerSourceOptions = {},
 ): Promise<Readable> {
-  const descriptor = { digest: layer.digest, size: layer.size };
-  // Foreign layers come only from the URLs they list, never with registry credentials.
-  if (layer.urls !== undefined) {
-    return layerTar(await openForeignBlob(layer.urls, descriptor, { signal }), undefined, layer, index, signal, options);
-  }
-  const body = await openBlob(client, ref, layer, index, signal, options);
-  return layerTar(body, body, layer, index, signal, options);
+  return layerTar(await openStored(store, layer, index, signal, options), layer, index, signal, options);
 }
 
-/** The layer's blob from the registry, resumed underneath when its body breaks. */
-function openBlob(
-  client: RegistryClient,
-  ref: ImageReference,
+function openStored(
+  store: ImageStore,
   layer: LayerDescriptor,
   index: number,
   signal: AbortSignal,
   options: LayerSourceOptions,
-): Promise<ResumableBlobStream> {
-  const what = `layer ${index} (${layer.digest})`;
-  const retry = client.retrySession(what, signal);
-  const descriptor = { digest: layer.digest, size: layer.size };
-  return openResumableBlob({
-    open: (offset, partSignal) => openBlobPart(client, ref, descriptor, { offset, signal: partSignal, retry: false }),
-    retry: {
-      // Body failures arrive as undici's errors: name the layer and make them retryable.
-      pause: (error) => retry.pause(toTransportError(error, what)),
-      progress: () => retry.progress(),
-    },
-    signal,
-    what,
-    onResume: (offset) => options.onResume?.(index, offset),
-  });
+): Promise<StoredBlob> {
+  return store.openLayer(layer, index, signal, { onResume: (offset) => options.onResume?.(index, offset) });
 }
 
 /**
- * The checks and the inflater behind a blob body. `hashed` is the resumable blob when there
- * is one: it already hashes every compressed byte, so the digest check takes its hash.
+ * The checks and the inflater behind a stored body. `stored.hashed` is set when the body
+ * already hashes every byte (a resumable blob): the digest check takes its hash.
  */
 function layerTar(
-  body: Readable,
-  hashed: ResumableBlobStream | undefined,
+  stored: StoredBlob,
   layer: LayerDescriptor,
   index: number,
   signal: AbortSignal,
@@ -177,10 +159,10 @@ function layerTar(
     digest: layer.digest,
     size: layer.size,
     what,
-    ...(hashed === undefined ? {} : { upstream: hashed }),
+    ...(stored.hashed === undefined ? {} : { upstream: stored.hashed }),
   });
   const inflate = decompressor(layer.compression);
-  // Schema 1 images have no diffIDs: their layers are checked by compressed digest only.
+  // Schema 1 images have no diffIDs: their layers are checked by stored digest only.
   const uncompressed =
     layer.diffId === undefined
       ? undefined
@@ -190,7 +172,8 @@ function layerTar(
   const onDone = (error: Error | null): void => {
     if (error) tail.destroy(error);
   };
-  if (uncompressed === undefined) pipeline(addAbortSignal(signal, body), meter, compressed, inflate, onDone);
-  else pipeline(addAbortSignal(signal, body), meter, compressed, inflate, uncompressed, onDone);
+  const body = addAbortSignal(signal, stored.body);
+  if (uncompressed === undefined) pipeline(body, meter, compressed, inflate, onDone);
+  else pipeline(body, meter, compressed, inflate, uncompressed, onDone);
   return tail;
 }

@@ -1,30 +1,34 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile } from 'rxjs';
 import { AbortError, toOciRootfsError } from '../errors.js';
-import { parseReference } from '../reference/index.js';
-import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
-import type { ResolvedImage } from '../registry/manifest.js';
-import type { Platform } from '../registry/platform.js';
+import { registryClientOptions } from '../queries/options.js';
+import { resolveImage, type ResolvedImage } from '../queries/resolve.js';
+import type { RegistryClientOptions } from '../registry/client.js';
+import { openStore } from '../stores/index.js';
+import type { ImageStore } from '../stores/store.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
-import type { FlattenLayer } from '../flatten/flatten.js';
-import { openSource, parseSourceReference, type SourceImage, type SourceReference } from '../sources/index.js';
 import { layerSources, type LayerSourceOptions } from './layer-sources.js';
-import { connectionOptions, type PullOptions } from './pull-options.js';
-import { resolveImage$ } from './resolve-image.js';
+import type { PullOptions } from './pull-options.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
   /** Where the uncompressed tar goes; it is ended on success and destroyed on failure. */
   output: Writable;
+  /**
+   * Told the resolved image (manifest and config bytes included) before the first layer
+   * is fetched: what `--config-out` writes, with no second request for the config.
+   */
+  onResolved?: (image: ResolvedImage) => void;
 }
 
 const FINISHED = Symbol('finished');
 
 /**
  * The whole pull as events: resolve, then stream every layer through the flattener into
- * `options.output`. Completes after the last byte reached `output`; fails with an
- * `OciRootfsError`; unsubscribing (or aborting `options.signal`) stops every request and
- * the pipeline.
+ * `options.output`. `reference` is a registry reference, `oci:DIR[:TAG]` or
+ * `docker-archive:FILE[:REPO:TAG]`. Completes after the last byte reached `output`; fails
+ * with an `OciRootfsError`; unsubscribing (or aborting `options.signal`) stops every
+ * request and the pipeline.
  *
  * @example
  * ```ts
@@ -36,43 +40,38 @@ const FINISHED = Symbol('finished');
 export function pullRootfs$(reference: string, options: PullRootfs$Options): Observable<PullEvent> {
   return defer(() => {
     const started = Date.now();
-    const source = parseSourceReference(reference);
     // Retries, resumes, rate limits and progress happen below the flow of layers; they reach
     // the subscriber through this subject, merged into the events.
     const network$ = new Subject<PullEvent>();
+    /** Stored bytes received per layer (all passes), for `layer-done`; their sum for `done`. */
+    const bytesInByLayer = new Map<number, number>();
     let bytesIn = 0;
     const counters: LayerSourceOptions = {
-      onBytes: (_index, bytes) => (bytesIn += bytes),
+      onBytes: (index, bytes) => {
+        bytesIn += bytes;
+        bytesInByLayer.set(index, (bytesInByLayer.get(index) ?? 0) + bytes);
+      },
       onProgress: (index, bytes, total) => network$.next({ type: 'progress', index, bytes, total }),
       onResume: (index, offset) => network$.next({ type: 'resume', index, offset }),
     };
-    let close = (): void => undefined;
-    let opened$: Observable<OpenedImage>;
-    if (source.kind === 'registry') {
-      const ref = parseReference(source.reference);
-      const client = RegistryClient.for(ref, {
+    const store = openStore(reference, {
+      registry: {
         ...clientOptions(options),
         onRetry: (notice) => network$.next({ type: 'retry', ...notice }),
         onRateLimit: (info) => network$.next({ type: 'rate-limit', ...info }),
         onWarning: (warning) => network$.next({ type: 'warning', ...warning }),
-      });
-      // Done or abandoned, nothing in flight is wanted: close every socket now (a graceful
-      // close would wait on a request that an abort has not yet torn down).
-      close = () => void client.destroy();
-      opened$ = resolveImage$(client, ref, {
-        ...(options.platform === undefined ? {} : { platform: options.platform }),
-        ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
-      }).pipe(
-        map((image) => ({
-          resolved: resolvedEvent(reference, image),
-          layers: layerSources(client, ref, image.layers, counters),
-        })),
-      );
-    } else {
-      opened$ = openLocalSource$(reference, source, options);
-    }
+      },
+      ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
+    });
+    // Done or abandoned, nothing in flight is wanted: close every socket now (a graceful
+    // close would wait on a request that an abort has not yet torn down).
+    const close = (): void => void store.destroy();
 
-    const pull$ = opened$.pipe(
+    const pull$ = resolveImage$(store, options).pipe(
+      map((image) => {
+        options.onResolved?.(image);
+        return { resolved: resolvedEvent(reference, image), layers: layerSources(store, image.layers, counters) };
+      }),
       switchMap(({ resolved, layers }) => {
         let bytesOut = 0;
         let entries = 0;
@@ -91,7 +90,7 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
               {
                 type: 'layer-done',
                 index: event.index,
-                bytesIn,
+                bytesIn: bytesInByLayer.get(event.index) ?? 0,
                 bytesOut: event.bytesOut,
                 entriesWritten: event.entriesWritten,
                 entriesSkipped: event.entriesSkipped,
@@ -122,23 +121,20 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
   });
 }
 
-/** An image resolved to its layers, wherever it came from. */
-interface OpenedImage {
-  resolved: ResolvedEvent;
-  layers: FlattenLayer[];
-}
-
-/** `oci:DIR[:TAG]` and `docker-archive:FILE[:REF]`: the same flatten, fed from local files. */
-function openLocalSource$(reference: string, source: SourceReference, options: PullRootfs$Options): Observable<OpenedImage> {
-  return new Observable<OpenedImage>((subscriber) => {
+/**
+ * The resolve step as one cold Observable: each subscription resolves anew, and
+ * unsubscribing aborts the requests in flight.
+ */
+function resolveImage$(store: ImageStore, options: PullOptions): Observable<ResolvedImage> {
+  return new Observable<ResolvedImage>((subscriber) => {
     const controller = new AbortController();
-    openSource(source, {
+    resolveImage(store, {
       signal: controller.signal,
       ...(options.platform === undefined ? {} : { platform: options.platform }),
       ...(options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign }),
     }).then(
-      ({ image, layers }) => {
-        subscriber.next({ resolved: sourceResolvedEvent(reference, image), layers });
+      (image) => {
+        subscriber.next(image);
         subscriber.complete();
       },
       (error: unknown) => subscriber.error(error),
@@ -159,7 +155,7 @@ function openLocalSource$(reference: string, source: SourceReference, options: P
  */
 export function pullRootfs(
   reference: string,
-  options: PullOptions & FlattenToOptions & { onEvent?: (event: PullEvent) => void } = {},
+  options: PullOptions & FlattenToOptions & Pick<PullRootfs$Options, 'onResolved'> & { onEvent?: (event: PullEvent) => void } = {},
 ): Readable {
   const output = new PassThrough({ highWaterMark: 256 * 1024 });
   let failed = false;
@@ -180,7 +176,7 @@ export function pullRootfs(
 
 function clientOptions(options: PullOptions): RegistryClientOptions {
   return {
-    ...connectionOptions(options),
+    ...registryClientOptions(options),
     // The bare client tries once; a pull always retries (DESIGN.md §4).
     retry: {
       ...(options.retries === undefined ? {} : { retries: options.retries }),
@@ -191,47 +187,21 @@ function clientOptions(options: PullOptions): RegistryClientOptions {
   };
 }
 
+/** The `resolved` event of an image, wherever it came from. */
 function resolvedEvent(reference: string, image: ResolvedImage): ResolvedEvent {
-  return describeImage(reference, image, image.manifestDigest, image.manifestMediaType, (layer) => layer.digest);
-}
-
-function sourceResolvedEvent(reference: string, image: SourceImage): ResolvedEvent {
-  return describeImage(
-    reference,
-    image,
-    // A `docker save` archive has no manifest: its config digest is the image ID.
-    image.manifestDigest ?? image.config.digest,
-    image.manifestMediaType ?? image.source.kind,
-    (layer) => layer.digest ?? layer.diffId,
-  );
-}
-
-/** The `resolved` event of an image, from a registry or a local source alike. */
-function describeImage<L extends { size: number; mediaType: string }>(
-  reference: string,
-  image: { indexDigest?: string; platform: Platform; config: { digest: string }; layers: readonly L[] },
-  manifestDigest: string,
-  manifestMediaType: string,
-  digestOf: (layer: L) => string,
-): ResolvedEvent {
   return {
     type: 'resolved',
     reference,
     ...(image.indexDigest === undefined ? {} : { indexDigest: image.indexDigest }),
-    manifestDigest,
-    manifestMediaType,
+    manifestDigest: image.manifestDigest,
+    manifestMediaType: image.manifestMediaType,
     platform: {
       os: image.platform.os,
       architecture: image.platform.architecture,
       ...(image.platform.variant === undefined ? {} : { variant: image.platform.variant }),
     },
     configDigest: image.config.digest,
-    layers: image.layers.map((layer, index) => ({
-      index,
-      digest: digestOf(layer),
-      size: layer.size,
-      mediaType: layer.mediaType,
-    })),
+    layers: image.layers.map((layer, index) => ({ index, digest: layer.digest, size: layer.size, mediaType: layer.mediaType })),
   };
 }
 

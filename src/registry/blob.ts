@@ -3,10 +3,10 @@
  * The body is undici's Readable, so backpressure reaches the socket. Verification is the
  * caller's (a {@link DigestVerifier} downstream), so a resumed body keeps one hash state.
  */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { DigestMismatchError, ManifestError, RegistryError, SizeMismatchError } from '../errors.js';
-import { isValidDigest, type ImageReference } from '../reference/index.js';
+import { RegistryError, SizeMismatchError } from '../errors.js';
+import { verifyDigest } from '../image/digest.js';
+import type { ImageReference } from '../reference/index.js';
 import type { RegistryClient } from './client.js';
 import { discardBody, headerValue, readBodyCapped } from './http.js';
 import type { OciRootfsError } from '../errors.js';
@@ -116,17 +116,4 @@ export async function readBlob(
   }
   verifyDigest(bytes, descriptor.digest, what);
   return bytes;
-}
-
-/** sha256/sha384/sha512 of `bytes` in `algorithm:hex` form. */
-export function digestOf(bytes: Uint8Array, algorithm = 'sha256'): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-}
-
-/** Throws {@link DigestMismatchError} unless `bytes` hash to `expected`. */
-export function verifyDigest(bytes: Uint8Array, expected: string, what: string): void {
-  if (!isValidDigest(expected)) throw new ManifestError(`${what}: cannot verify digest "${expected}"`);
-  const algorithm = expected.slice(0, expected.indexOf(':'));
-  const actual = digestOf(bytes, algorithm);
-  if (actual !== expected) throw new DigestMismatchError(what, expected, actual, bytes.length);
 }

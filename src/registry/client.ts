@@ -23,8 +23,8 @@ import {
 import { registryApiHost, type ImageReference } from '../reference/index.js';
 import { Authenticator, pullScope } from './auth.js';
 import { resolveCredentials, type CredentialEnv, type Credentials } from './credentials.js';
+import { MAX_MANIFEST_BYTES } from '../image/manifest.js';
 import {
-  MAX_MANIFEST_BYTES,
   bufferBody,
   discardBody,
   redactUrl,
@@ -369,6 +369,7 @@ export class RegistryClient {
       if (
         error instanceof AbortError ||
         error instanceof RegistryError ||
+        (error instanceof NotFoundError && error.status !== undefined) ||
         certificateProblem(error) !== undefined ||
         !isLoopbackHostname(hostnameOf(this.apiHost))
       ) {

@@ -18,8 +18,6 @@ import {
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
 
 /** Caps on bodies we buffer whole. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
 export const MAX_TOKEN_BYTES = 1024 * 1024;
 export const MAX_ERROR_BYTES = 64 * 1024;
 

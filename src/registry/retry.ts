@@ -94,7 +94,7 @@ export class RetryPolicy {
     const asked = (error.retryAfterSeconds ?? 0) * 1000;
     const delayMs = Math.max(asked, this.backoffMs(state.attempt));
     if (state.rateLimitWaitedMs + delayMs > this.maxWaitMs) {
-      return { kind: 'fail', error: rateLimitGiveUp(error, `waiting would take longer than the ${seconds(this.maxWaitMs)} allowed (--max-wait)`, now) };
+      return { kind: 'fail', error: rateLimitGiveUp(error, `waiting would take longer than the ${seconds(this.maxWaitMs)} allowed (maxWaitMs)`, now) };
     }
     if (state.attempt > this.retries) {
       return { kind: 'fail', error: rateLimitGiveUp(error, `still rate limited after ${state.attempt} attempts`, now) };

@@ -51,10 +51,10 @@ function readCaFile(file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`--ca-file ${file}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new UsageError(`CA file ${file}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
   if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new UsageError(`--ca-file ${file}: no PEM certificate ("-----BEGIN CERTIFICATE-----") in it`);
+    throw new UsageError(`CA file ${file}: no PEM certificate ("-----BEGIN CERTIFICATE-----") in it`);
   }
   return text;
 }
@@ -94,4 +94,4 @@ export function certificateProblem(error: unknown): string | undefined {
 
 /** What to do about a certificate problem, for the end of the message. */
 export const CERTIFICATE_HINT =
-  'trust its CA with --ca-file FILE (or NODE_EXTRA_CA_CERTS), or skip verification with --insecure';
+  'trust its CA (the caFiles option, or NODE_EXTRA_CA_CERTS), or skip verification (the insecure option)';

@@ -6,6 +6,10 @@
  * (`tar-index.ts`); each layer is then a byte range of the file (`createReadStream` with
  * `start`/`end`), opened as often as the flattener asks.
  *
+ * The store synthesises the Docker image manifest the archive implies (config and layer
+ * descriptors), so the resolver reads it as it reads any other: its digest is that of our
+ * JSON, not one a registry ever served.
+ *
  * Layers are usually plain tars (`<id>/layer.tar`, or `blobs/sha256/<hex>` from Docker 25),
  * sometimes gzip or zstd: detected by magic bytes. Each is checked against the config's
  * `rootfs.diff_ids` (sha256 of the uncompressed tar) and, when its name is a digest
@@ -13,21 +17,19 @@
  * Duplicate layers are stored once by `docker save` and linked (symlink or hardlink member):
  * links are followed inside the archive.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { ManifestError, MalformedArchiveError, NotFoundError, UsageError, throwIfAborted } from '../errors.js';
-import type { FlattenLayer } from '../flatten/flatten.js';
+import { digestOf, verifyDigest } from '../image/digest.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, checkFetchedManifest } from '../image/manifest.js';
+import { MediaType, type Compression } from '../image/media-types.js';
+import type { Descriptor, LayerDescriptor } from '../image/types.js';
 import { isValidDigest, parseReference } from '../reference/index.js';
-import { digestOf, verifyDigest } from '../registry/blob.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES } from '../registry/http.js';
-import { parseConfig, singleImagePlatform } from '../registry/manifest.js';
-import { MediaType, type Compression } from '../registry/media-types.js';
-import { platformOption } from '../registry/platform.js';
-import { verifiedLayerStream } from './layer-stream.js';
+import type { ImageStore, StoreRoot, StoredBlob } from './store.js';
 import { indexTarFile, normaliseName, type TarIndexEntry } from './tar-index.js';
-import type { OpenSourceOptions, OpenedSource, SourceImage, SourceLayer } from './types.js';
 
 /** One image of `manifest.json`. */
 interface ArchiveManifestEntry {
@@ -36,33 +38,76 @@ interface ArchiveManifestEntry {
   Layers: string[];
 }
 
-/** A layer as located in the archive. */
-interface ArchiveLayer extends SourceLayer {
+/** Where a layer's bytes are in the archive. */
+interface LocatedLayer {
   offset: number;
+  size: number;
   /** The member it was read from (after links). */
   member: string;
+}
+
+/** What {@link dockerArchiveStore} learnt from one pass over the archive. */
+interface ArchiveImage {
+  root: StoreRoot;
+  config: { digest: string; bytes: Buffer };
+  layers: LocatedLayer[];
 }
 
 const MAX_LINK_HOPS = 8;
 
 /**
- * Opens the image `reference` (`REPO:TAG`, `@N`, or the only image) of the `docker save`
- * archive at `file`.
+ * The store of image `reference` (`REPO:TAG`, `@N`, or the only image) of the `docker save`
+ * archive at `file`. The archive is indexed once, when the root is first asked for.
  *
  * @example
  * ```ts
- * const { image, layers } = await openDockerArchive('alpine.tar', 'alpine:3.20');
+ * const image = await resolveImage(dockerArchiveStore('alpine.tar', 'alpine:3.20'));
  * ```
  */
-export async function openDockerArchive(
-  file: string,
-  reference?: string,
-  options: OpenSourceOptions = {},
-): Promise<OpenedSource> {
+export function dockerArchiveStore(file: string, reference?: string): ImageStore {
   const name = `docker-archive:${file}${reference === undefined ? '' : `:${reference}`}`;
+  let read: Promise<ArchiveImage> | undefined;
+  const image = (signal?: AbortSignal): Promise<ArchiveImage> => {
+    if (read === undefined) {
+      const attempt = readArchive(file, reference, name, signal);
+      read = attempt;
+      attempt.catch(() => {
+        if (read === attempt) read = undefined;
+      });
+    }
+    return read;
+  };
+  return {
+    kind: 'docker-archive',
+    name,
+    fetchesAhead: false,
+    async root(signal) {
+      return (await image(signal)).root;
+    },
+    async manifest(descriptor: Descriptor) {
+      // The synthesised manifest is the only one; an archive has no index to walk.
+      throw new NotFoundError(`${name}: no manifest ${descriptor.digest} (a docker save archive holds no index)`, { path: file });
+    },
+    async readBlob(descriptor, maxBytes, signal) {
+      const { config } = await image(signal);
+      if (descriptor.digest !== config.digest) throw new NotFoundError(`${name}: no blob ${descriptor.digest}`, { path: file });
+      if (config.bytes.length > maxBytes) throw new ManifestError(`${name}: config larger than ${maxBytes} bytes`);
+      return config.bytes;
+    },
+    async openLayer(_layer: LayerDescriptor, index: number, signal: AbortSignal): Promise<StoredBlob> {
+      const located = (await image(signal)).layers[index];
+      if (located === undefined) throw new ManifestError(`${name}: no layer ${index}`);
+      return { body: rangeStream(file, located.offset, located.size) };
+    },
+    close: async () => undefined,
+    destroy: async () => undefined,
+  };
+}
+
+async function readArchive(file: string, reference: string | undefined, name: string, signal?: AbortSignal): Promise<ArchiveImage> {
   await checkSeekable(file, name);
   const index = await indexTarFile(file);
-  throwIfAborted(options.signal);
+  throwIfAborted(signal);
 
   const manifestMember = index.get('manifest.json');
   if (manifestMember === undefined) {
@@ -70,66 +115,53 @@ export async function openDockerArchive(
   }
   const manifestBytes = await readMember(file, resolveMember(index, manifestMember, name), MAX_MANIFEST_BYTES, `${name}: manifest.json`);
   const images = parseArchiveManifest(manifestBytes, name);
-  const picked = pickImage(images, reference, name);
+  const picked = pickImage(images, reference, name, file);
 
   const configMember = lookup(index, picked.Config, name, `config ${picked.Config}`);
   const configBytes = await readMember(file, configMember, MAX_CONFIG_BYTES, `${name}: config ${picked.Config}`);
   const configNamedDigest = digestFromName(configMember.name);
   if (configNamedDigest !== undefined) verifyDigest(configBytes, configNamedDigest, `${name}: config ${picked.Config}`);
   const configDigest = digestOf(configBytes);
-  const config = parseConfig(configBytes, configDigest);
-  const explicit = platformOption(options.platform);
-  const platform = singleImagePlatform(config, `${name}: config ${configDigest}`, explicit);
 
-  const diffIds = config.rootfs.diff_ids;
-  if (diffIds.length !== picked.Layers.length) {
-    throw new ManifestError(`${name}: ${picked.Layers.length} layers but the config lists ${diffIds.length} diff_ids`);
-  }
-  const layers: ArchiveLayer[] = [];
+  const layers: LocatedLayer[] = [];
+  const descriptors: Descriptor[] = [];
   for (const [i, layerName] of picked.Layers.entries()) {
-    const diffId = diffIds[i] ?? '';
-    if (!isValidDigest(diffId) || !diffId.startsWith('sha256:')) {
-      throw new ManifestError(`${name}: layer ${i}: invalid diff_id ${JSON.stringify(diffId)} in the config`);
-    }
+    throwIfAborted(signal);
     const member = lookup(index, layerName, name, `layer ${i} (${layerName})`);
     const compression = await sniffCompression(file, member);
-    const digest = digestFromName(member.name);
-    layers.push({
-      ...(digest === undefined ? {} : { digest }),
+    layers.push({ offset: member.offset, size: member.size, member: member.name });
+    descriptors.push({
+      mediaType: LAYER_MEDIA_TYPE[compression],
+      // The digest of a layer as stored: its name says it (Docker 25), else its bytes do.
+      digest: digestFromName(member.name) ?? (await hashRange(file, member.offset, member.size)),
       size: member.size,
-      mediaType: compression === 'gzip' ? MediaType.dockerLayerGzip : compression === 'zstd' ? MediaType.ociLayerZstd : MediaType.dockerLayer,
-      compression,
-      diffId,
-      offset: member.offset,
-      member: member.name,
     });
   }
-
-  const image: SourceImage = {
-    source: { kind: 'docker-archive', path: file, ...(reference === undefined ? {} : { reference }) },
-    platform,
-    config: { digest: configDigest, mediaType: MediaType.dockerConfig, size: configBytes.length, json: config },
-    layers: layers.map(({ offset: _offset, member: _member, ...layer }) => layer),
+  // The Docker image manifest this archive implies; the resolver judges it as any other.
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.dockerManifest,
+    config: { mediaType: MediaType.dockerConfig, digest: configDigest, size: configBytes.length },
+    layers: descriptors,
   };
-  const flattenLayers = layers.map(
-    (layer, i): FlattenLayer => ({
-      index: i,
-      name: layer.diffId,
-      open: (signal: AbortSignal) =>
-        verifiedLayerStream(
-          rangeStream(file, layer.offset, layer.size),
-          {
-            ...(layer.digest === undefined ? {} : { digest: layer.digest }),
-            size: layer.size,
-            compression: layer.compression,
-            diffId: layer.diffId,
-            what: `layer ${i} (${layer.member})`,
-          },
-          signal,
-        ),
-    }),
-  );
-  return { image, layers: flattenLayers };
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return {
+    root: { kind: 'manifest', manifest: checkFetchedManifest(bytes, MediaType.dockerManifest, undefined, `${name}: manifest.json`) },
+    config: { digest: configDigest, bytes: configBytes },
+    layers,
+  };
+}
+
+const LAYER_MEDIA_TYPE: Record<Compression, string> = {
+  gzip: MediaType.dockerLayerGzip,
+  zstd: MediaType.ociLayerZstd,
+  none: MediaType.dockerLayer,
+};
+
+async function hashRange(file: string, offset: number, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of rangeStream(file, offset, size)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
 }
 
 /** A pipe, a FIFO or a terminal cannot be read twice or out of order. */
@@ -169,7 +201,7 @@ function parseArchiveManifest(bytes: Buffer, name: string): ArchiveManifestEntry
 }
 
 /** `REPO:TAG` (as written, or the same reference normalised), `@N`, or the only image. */
-function pickImage(images: ArchiveManifestEntry[], reference: string | undefined, name: string): ArchiveManifestEntry {
+function pickImage(images: ArchiveManifestEntry[], reference: string | undefined, name: string, file: string): ArchiveManifestEntry {
   const all = images.flatMap((image) => image.RepoTags);
   if (reference === undefined) {
     if (images.length === 1) return images[0]!;
@@ -190,9 +222,7 @@ function pickImage(images: ArchiveManifestEntry[], reference: string | undefined
   const same = normal === undefined ? undefined : images.find((image) => image.RepoTags.some((tag) => normaliseTag(tag) === normal));
   if (same !== undefined) return same;
   throw new NotFoundError(`${name}: no image tagged ${reference} in the archive${all.length > 0 ? ` (it has ${all.join(', ')})` : ''}`, {
-    status: 404,
-    method: 'READ',
-    url: name,
+    path: file,
   });
 }
 

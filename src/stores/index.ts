@@ -1,19 +1,24 @@
 /**
- * Images from elsewhere than a registry, flattened and written by the same path:
- * `oci:DIR[:TAG]` (an OCI image layout) and `docker-archive:FILE[:REPO:TAG]` (a
- * `docker save` archive), named as skopeo names them. Anything else (or `docker://REF`) is a
- * registry reference.
+ * Where images come from, named as skopeo names them: a registry reference (or
+ * `docker://REF`), `oci:DIR[:TAG]` (an OCI image layout) and `docker-archive:FILE[:REPO:TAG]`
+ * (a `docker save` archive). Each is an {@link ImageStore}; the resolver and the layer
+ * pipeline are the same for all three.
  */
 import { UsageError } from '../errors.js';
-import { openDockerArchive } from './docker-archive.js';
-import { openOciLayout } from './oci-layout.js';
-import type { OpenSourceOptions, OpenedSource, SourceReference } from './types.js';
+import { parseReference } from '../reference/index.js';
+import { RegistryClient, type RegistryClientOptions } from '../registry/client.js';
+import { dockerArchiveStore } from './docker-archive.js';
+import { ociLayoutStore } from './oci-layout.js';
+import { registryStore } from './registry-store.js';
+import type { ImageStore } from './store.js';
+import type { SourceReference } from './types.js';
 
-export { openDockerArchive } from './docker-archive.js';
-export { blobPath, openOciLayout, REF_NAME_ANNOTATION } from './oci-layout.js';
-export { verifiedLayerStream, type LayerCheck } from './layer-stream.js';
+export { dockerArchiveStore } from './docker-archive.js';
+export { blobPath, ociLayoutStore, REF_NAME_ANNOTATION } from './oci-layout.js';
+export { registryStore } from './registry-store.js';
 export { indexTarFile, type TarIndexEntry, type TarIndexType } from './tar-index.js';
-export type { OpenSourceOptions, OpenedSource, SourceImage, SourceLayer, SourceReference } from './types.js';
+export type { ImageStore, OpenLayerHooks, StoreRoot, StoredBlob } from './store.js';
+export type { SourceReference } from './types.js';
 
 /**
  * Which source `input` names. The path ends at the first `:` after the prefix, as in
@@ -49,14 +54,38 @@ function splitPath(text: string, input: string): { path: string; rest?: string }
   return rest === undefined ? { path } : { path, rest };
 }
 
-/** Opens an `oci:` or `docker-archive:` source; a registry reference is the pull path's. */
-export async function openSource(source: SourceReference, options: OpenSourceOptions = {}): Promise<OpenedSource> {
-  switch (source.kind) {
+export interface OpenStoreOptions {
+  /** How to reach a registry, hooks included (local sources ignore it). */
+  registry?: RegistryClientOptions;
+  /** OCI layout: fetch foreign layers the layout does not hold from their `urls`. */
+  allowForeign?: boolean;
+}
+
+/**
+ * The store of a source (a string as {@link parseSourceReference} reads it, or a parsed
+ * one). Nothing is read until it is asked; close it when done (a registry store holds
+ * connections).
+ *
+ * @example
+ * ```ts
+ * const store = openStore('oci:./alpine-oci:latest');
+ * try {
+ *   const image = await resolveImage(store, { platform: 'linux/arm64' });
+ * } finally {
+ *   await store.close();
+ * }
+ * ```
+ */
+export function openStore(source: string | SourceReference, options: OpenStoreOptions = {}): ImageStore {
+  const parsed = typeof source === 'string' ? parseSourceReference(source) : source;
+  switch (parsed.kind) {
     case 'oci':
-      return openOciLayout(source.path, source.tag, options);
+      return ociLayoutStore(parsed.path, parsed.tag, options.allowForeign === undefined ? {} : { allowForeign: options.allowForeign });
     case 'docker-archive':
-      return openDockerArchive(source.path, source.reference, options);
-    case 'registry':
-      throw new UsageError(`${source.reference} is a registry reference, not a local source`);
+      return dockerArchiveStore(parsed.path, parsed.reference);
+    case 'registry': {
+      const ref = parseReference(parsed.reference);
+      return registryStore(RegistryClient.for(ref, options.registry), ref);
+    }
   }
 }

@@ -126,7 +126,7 @@ export interface WriteToStdoutOptions extends WriteOutputOptions {
 }
 
 export const TERMINAL_REFUSAL =
-  'refusing to write a tar archive to a terminal; use -o FILE or redirect stdout';
+  'refusing to write a tar archive to a terminal; write to a file or redirect stdout';
 
 /**
  * Copies `source` to stdout without ever ending or destroying stdout. If `source` fails,

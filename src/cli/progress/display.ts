@@ -4,7 +4,7 @@
  * output is complete (or `abandon()` on failure), and the reporter owns stderr until then.
  */
 import type { Writable } from 'node:stream';
-import type { PullEvent } from '../../operators/events.js';
+import type { PullEvent } from '../../index.js';
 import { plainLine, renderFrame, summaryLine, type SummaryFacts } from './render.js';
 import { PullProgress } from './state.js';
 

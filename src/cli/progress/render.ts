@@ -3,7 +3,7 @@
  * redraws (`renderFrame`), the line `--progress plain` prints per event (`plainLine`), and
  * the summary after a pull (`summaryLine`). Writing and redrawing live in `display.ts`.
  */
-import type { PullEvent } from '../../operators/events.js';
+import type { PullEvent } from '../../index.js';
 import { formatBytes, formatDuration, formatRate, shortDigest } from './format.js';
 import type { LayerProgress, PullProgress } from './state.js';
 

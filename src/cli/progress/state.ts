@@ -2,7 +2,7 @@
  * What the progress display knows, folded from `PullEvent`s. No I/O and an injected clock,
  * so every number a display shows can be tested without a terminal or a registry.
  */
-import type { DoneEvent, PullEvent, ResolvedEvent } from '../../operators/events.js';
+import type { DoneEvent, PullEvent, ResolvedEvent } from '../../index.js';
 
 /** How far back a rate looks: long enough to smooth bursts, short enough to follow a stall. */
 const RATE_WINDOW_MS = 3_000;
