@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The parts: resolve the image, make one cold source per layer, flatten them with a
-// filter, compress, write. Here the filter leaves out /usr/share/doc: a left-out path
+// The parts: open the store (a registry here; `oci:DIR:TAG` or `docker-archive:FILE`
+// work the same), resolve the image, make one cold verified source per layer, flatten
+// them with a filter, compress, write. Here the filter leaves out /usr/share/doc: a left-out path
 // still hides its lower copies (the filter runs after the flatten decision), so no older
 // layer's docs come back.
 //
@@ -8,30 +9,21 @@
 import { createWriteStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  RegistryClient,
-  createCompressor,
-  flattenLayers,
-  formatFromPath,
-  layerSources,
-  parseReference,
-  resolveImage,
-} from '../dist/index.js';
+import { createCompressor, flattenLayers, formatFromPath, layerSources, openStore, resolveImage } from '../dist/index.js';
 
 const image = process.argv[2] ?? process.env.OCI_ROOTFS_IMAGE ?? 'debian:bookworm';
 const output = process.argv[3] ?? 'rootfs-nodoc.tar.gz';
 const LEFT_OUT = 'usr/share/doc';
 
-const ref = parseReference(image);
-const client = RegistryClient.for(ref);
+const store = openStore(image);
 const controller = new AbortController();
 process.once('SIGINT', () => controller.abort());
 try {
-  const resolved = await resolveImage(client, ref, { signal: controller.signal });
-  console.log(`${ref} is ${resolved.manifestDigest}, ${resolved.layers.length} layers`);
+  const resolved = await resolveImage(store, { signal: controller.signal });
+  console.log(`${store.name} is ${resolved.manifestDigest}, ${resolved.layers.length} layers`);
 
   let leftOut = 0;
-  const tar = flattenLayers(layerSources(client, ref, resolved.layers), {
+  const tar = flattenLayers(layerSources(store, resolved.layers), {
     signal: controller.signal,
     // Names are bytes (they need not be UTF-8); latin1 maps each byte to one character.
     filter: (header) => {
@@ -45,5 +37,5 @@ try {
   await pipeline(Readable.from(tar), createCompressor(formatFromPath(output) ?? 'tar'), createWriteStream(output));
   console.log(`wrote ${output}, ${leftOut} entries under /${LEFT_OUT} left out`);
 } finally {
-  await client.close();
+  await store.close();
 }

@@ -64,6 +64,8 @@ export { decompressor, type DecompressorKind } from './streams/decompress.js';
 export { verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
 export { writeAtomically, writeToStdout, type StdoutLike } from './streams/output-file.js';
+// Our tar codec (reader, header encoder): its barrel is curated where it lives.
+export * from './streams/tar/index.js';
 
 // The image model.
 export { parseReference, type ImageReference } from './reference/index.js';

@@ -20,9 +20,16 @@ import { parseReference } from '../../src/reference/index.js';
 import { openBlob } from '../../src/registry/blob.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { openForeignBlob } from '../../src/registry/foreign.js';
-import { resolveImage, type LayerDescriptor } from '../../src/registry/manifest.js';
-import { EMPTY_GZIP_LAYER_DIGEST } from '../../src/registry/schema1.js';
-import { verifiedLayerStream } from '../../src/sources/layer-stream.js';
+import { EMPTY_GZIP_LAYER_DIGEST } from '../../src/image/schema1.js';
+import type { LayerDescriptor } from '../../src/image/types.js';
+import { layerSources } from '../../src/operators/layer-sources.js';
+import { resolveImage as resolveFromStore, type ResolveOptions, type ResolvedImage } from '../../src/queries/resolve.js';
+import { registryStore } from '../../src/stores/registry-store.js';
+
+/** The resolver over the registry store of `ref`. */
+function resolveImage(client: RegistryClient, ref: ReturnType<typeof parseReference>, options: ResolveOptions = {}): Promise<ResolvedImage> {
+  return resolveFromStore(registryStore(client, ref), options);
+}
 import { listTar, type ListedEntry } from '../helpers/listing.js';
 import { pushBlob, pushImage, pushManifest, sha256 } from '../helpers/push.js';
 import { startRegistry, type RegistryServer } from '../helpers/registry-server.js';
@@ -207,29 +214,9 @@ describe('foreign layers', () => {
     await new Promise<void>((resolve) => server?.close(() => resolve()));
   });
 
-  /** Registry-served layers through the client, foreign ones from their URLs; both verified alike. */
+  /** Registry-served layers through the client, foreign ones from their URLs; both through the one verified pipeline. */
   function sources(client: RegistryClient, ref: ReturnType<typeof parseReference>, layers: LayerDescriptor[]): FlattenLayer[] {
-    return layers.map((layer, index) => ({
-      index,
-      name: layer.digest,
-      open: async (signal: AbortSignal) => {
-        const raw =
-          layer.urls === undefined
-            ? await openBlob(client, ref, layer, { signal })
-            : await openForeignBlob(layer.urls, layer, { signal });
-        return verifiedLayerStream(
-          raw,
-          {
-            digest: layer.digest,
-            size: layer.size,
-            compression: layer.compression,
-            ...(layer.diffId === undefined ? {} : { diffId: layer.diffId }),
-            what: `layer ${index}`,
-          },
-          signal,
-        );
-      },
-    }));
+    return layerSources(registryStore(client, ref), layers);
   }
 
   it('are refused unless allowed; allowed, they keep their URLs and come from the first URL that works, with no credentials', async () => {
@@ -365,16 +352,7 @@ describe('Docker schema 1', () => {
     expect(again.layers).toEqual(image.layers);
 
     // Its layers flatten like any other (compressed digest and size checked; no diffID).
-    const layers: FlattenLayer[] = image.layers.map((layer, index) => ({
-      index,
-      name: layer.digest,
-      open: async (signal: AbortSignal) =>
-        verifiedLayerStream(
-          await openBlob(client, ref, layer, { signal }),
-          { digest: layer.digest, size: layer.size, compression: layer.compression, what: `layer ${index}` },
-          signal,
-        ),
-    }));
+    const layers = layerSources(registryStore(client, ref), image.layers);
     expect(summary(await flatten(layers))).toEqual(expected);
     // And through the whole pull, which skips the diffID check for a layer without one.
     expect(summary(await pullListing(target))).toEqual(expected);

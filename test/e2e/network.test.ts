@@ -13,10 +13,10 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { connectionOptions } from '../../src/cli/registry-options.js';
+import { withRegistryOptions } from '../../src/cli/registry-options.js';
 import { NetworkError, UsageError } from '../../src/errors.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
 import type { MirrorWarning } from '../../src/registry/mirror.js';
@@ -79,7 +79,7 @@ describe('TLS', () => {
     expect(error).toBeInstanceOf(NetworkError);
     expect((error as NetworkError).exitCode).toBe(6);
     expect((error as Error).message).toMatch(/TLS certificate problem: the certificate is not signed by a trusted CA/);
-    expect((error as Error).message).toMatch(/--ca-file/);
+    expect((error as Error).message).toMatch(/caFiles/);
     expect((error as Error).message).toContain(`https://${tls.host}/v2/`);
     expect(retries).toEqual([]);
   });
@@ -128,10 +128,12 @@ describe('TLS', () => {
     expect(without.code).not.toBe(0);
   });
 
-  it('warns on stderr, on one line, when --insecure is used', () => {
+  it('warns on stderr, on one line, when --insecure is used', async () => {
     let said = '';
     const stderr = new Writable({ write: (chunk: Buffer, _e, cb) => ((said += chunk.toString()), cb()) });
-    expect(connectionOptions({ insecure: true, caFile: [] }, { stderr })).toEqual({ insecure: true });
+    const io = { stdin: Readable.from([]), stdout: new PassThrough(), stderr };
+    const { signal: _signal, ...options } = await withRegistryOptions({ insecure: true, caFile: [] }, io, async (given) => given);
+    expect(options).toEqual({ insecure: true });
     expect(said).toMatch(/^oci-rootfs: warning: --insecure: TLS certificates are not verified[^\n]*\n$/);
   });
 });

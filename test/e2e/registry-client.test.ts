@@ -22,14 +22,12 @@ import {
   RegistryError,
 } from '../../src/errors.js';
 import { parseReference, type ImageReference } from '../../src/reference/index.js';
-import {
-  MediaType,
-  RegistryClient,
-  fetchManifest,
-  openBlob,
-  resolveImage,
-  type RegistryClientOptions,
-} from '../../src/registry/index.js';
+import { MediaType } from '../../src/image/media-types.js';
+import { resolveImage as resolveFromStore, type ResolveOptions, type ResolvedImage } from '../../src/queries/resolve.js';
+import { openBlob } from '../../src/registry/blob.js';
+import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
+import { fetchManifest } from '../../src/registry/manifest.js';
+import { registryStore } from '../../src/stores/registry-store.js';
 import { DigestVerifier } from '../../src/streams/digest-verifier.js';
 import { freePort, startRegistry, type RegistryServer } from '../helpers/registry-server.js';
 import { makeTar, pushImage, pushIndex, sha256, type PushedImage } from '../helpers/push.js';
@@ -37,6 +35,11 @@ import { makeTar, pushImage, pushIndex, sha256, type PushedImage } from '../help
 const registry = inject('registry');
 const clients: RegistryClient[] = [];
 const emptyConfigDir = await mkdtemp(join(tmpdir(), 'oci-rootfs-noconfig-'));
+
+/** The resolver over the registry store of `ref`. */
+function resolveImage(registryClient: RegistryClient, ref: ImageReference, options: ResolveOptions = {}): Promise<ResolvedImage> {
+  return resolveFromStore(registryStore(registryClient, ref), options);
+}
 
 /** A client that never reads the developer's own ~/.docker unless told to. */
 function client(host: string, options: RegistryClientOptions = {}): RegistryClient {

@@ -143,7 +143,7 @@ describe('stdout as a terminal', () => {
     const attempt = writeToStdout(Readable.from([Buffer.from('tar')]), { stdout: terminal });
     await expect(attempt).rejects.toBeInstanceOf(UsageError);
     await expect(attempt).rejects.toThrow(
-      'refusing to write a tar archive to a terminal; use -o FILE or redirect stdout',
+      'refusing to write a tar archive to a terminal; write to a file or redirect stdout',
     );
     expect(terminal.readableLength).toBe(0);
   });

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError } from '../../src/errors.js';
 import { parseTokenResponse } from '../../src/registry/auth.js';
 import { DOCKER_HUB_AUTH_KEY, resolveCredentials } from '../../src/registry/credentials.js';
-import { manifestMediaType } from '../../src/registry/manifest.js';
-import { MediaType } from '../../src/registry/media-types.js';
+import { manifestMediaType } from '../../src/image/manifest.js';
+import { MediaType } from '../../src/image/media-types.js';
 import { parseErrorEnvelope, parseRetryAfter } from '../../src/registry/http.js';
 
 let dir: string;

@@ -8,7 +8,7 @@ import {
   platformMatches,
   selectPlatform,
   type PlatformCandidate,
-} from '../../src/registry/platform.js';
+} from '../../src/image/platform.js';
 
 const entry = (os: string, architecture: string, variant?: string, digest = `${os}/${architecture}/${variant ?? ''}`): PlatformCandidate & { digest: string } => ({
   digest,

@@ -114,7 +114,7 @@ describe('RetryPolicy.decide', () => {
     expect(final.error).toBeInstanceOf(RateLimitError);
     expect(final.error.exitCode).toBe(ExitCode.rateLimited);
     expect(final.error.message).toBe(
-      'manifest x: rate limited by the registry; waiting would take longer than the 10 s allowed (--max-wait): ' +
+      'manifest x: rate limited by the registry; waiting would take longer than the 10 s allowed (maxWaitMs): ' +
         'retry after 120 s (at 2030-01-01T00:02:00.000Z); ratelimit-remaining 0;w=21600, ratelimit-limit 100;w=21600',
     );
     expect(final.error).toMatchObject({ retryAfterSeconds: 120, limit: '100;w=21600', remaining: '0;w=21600' });

@@ -5,13 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DigestMismatchError, ManifestError } from '../../src/errors.js';
-import { checkFetchedManifest } from '../../src/registry/manifest.js';
+import { checkFetchedManifest } from '../../src/image/manifest.js';
 import {
   EMPTY_GZIP_LAYER_DIGEST,
   parseSchema1,
   schema1Payload,
   synthesiseSchema1Config,
-} from '../../src/registry/schema1.js';
+} from '../../src/image/schema1.js';
 import { sha256 } from '../helpers/push.js';
 
 const SIGNED = 'application/vnd.docker.distribution.manifest.v1+prettyjws';

@@ -19,9 +19,9 @@ import {
 } from '../../src/errors.js';
 import { flattenLayers } from '../../src/flatten/flatten.js';
 import type { FlattenLayer } from '../../src/flatten/flatten.js';
-import { openDockerArchive } from '../../src/sources/docker-archive.js';
-import { openOciLayout, openSource, parseSourceReference } from '../../src/sources/index.js';
-import { indexTarFile } from '../../src/sources/tar-index.js';
+import { parseSourceReference } from '../../src/stores/index.js';
+import { indexTarFile } from '../../src/stores/tar-index.js';
+import { openDockerArchive, openOciLayout, openSource } from '../helpers/open-source.js';
 import { listTar, type ListedEntry } from '../helpers/listing.js';
 import { sha256 } from '../helpers/push.js';
 import { buildTar, type FixtureEntry } from '../helpers/tar-fixture.js';
