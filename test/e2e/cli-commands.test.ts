@@ -1,7 +1,9 @@
 /**
  * `inspect`, `config`, `exists` and the extra outputs of `pull` (--config-out,
- * --digest-file, --if-changed), run as the built CLI against the real test registry,
- * with a single-platform image and a multi-platform index (with an attestation entry).
+ * --digest-file, --if-changed), run through the CLI program in this process (`runCli`,
+ * what the binary runs) against the real test registry, with a single-platform image and a
+ * multi-platform index (with an attestation entry), and against the same image copied to
+ * an OCI layout and a docker-archive. A few runs spawn the built binary for its exit status.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runInProcess, type CliRun } from '../helpers/cli.js';
 import { makeTar, pushImage, pushIndex, type PushedImage } from '../helpers/push.js';
 
 const registry = inject('registry');
@@ -73,13 +76,15 @@ afterAll(async () => {
   await rm(emptyConfigDir, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
+type Run = CliRun;
+
+/** `oci-rootfs <args>` in this process, with no Docker config of the developer's. */
+function cli(args: string[], cwd = work): Promise<Run> {
+  return runInProcess(args, { cwd, env: { DOCKER_CONFIG: emptyConfigDir } });
 }
 
-function cli(args: string[], cwd = work): Promise<Run> {
+/** The built binary, spawned: for the exit status a shell sees. */
+function spawned(args: string[], cwd = work): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolvePromise) => {
     execFile(
       process.execPath,
@@ -211,6 +216,13 @@ describe('oci-rootfs exists', () => {
     expect(quiet).toMatchObject({ code: 3, stderr: '' });
   });
 
+  it('gives the shell its exit statuses: 0 present, 3 absent (the built binary)', async () => {
+    expect((await spawned(['exists', '-q', ref(singleRepo, 'v1')])).code).toBe(0);
+    const absent = await spawned(['exists', ref(singleRepo, 'nope')]);
+    expect(absent.code).toBe(3);
+    expect(absent.stderr).toBe(`oci-rootfs: ${ref(singleRepo, 'nope')}: no such image\n`);
+  });
+
   it('exits with the status of what stopped it: 2 for a bad reference, 6 for no registry', async () => {
     const bad = await cli(['exists', 'bad//name']);
     expect(bad.code).toBe(2);
@@ -337,6 +349,92 @@ describe('pull --if-changed', () => {
     expect(existsSync(join(dir, 'r.tar.oci-rootfs.json'))).toBe(true);
     expect((await cli(['pull', reference, '-o', 'r.tar'], dir)).code).toBe(0);
     expect(existsSync(join(dir, 'r.tar.oci-rootfs.json'))).toBe(false);
+  });
+});
+
+describe('local sources: oci: and docker-archive:', () => {
+  let layout: string;
+  let archive: string;
+
+  beforeAll(async () => {
+    const policy = join(work, 'policy.json');
+    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    layout = join(work, 'layout');
+    archive = join(work, 'saved.tar');
+    const copy = (destination: string): Promise<void> =>
+      new Promise((resolvePromise, reject) =>
+        execFile('skopeo', ['--policy', policy, 'copy', '--src-tls-verify=false', `docker://${ref(singleRepo, 'v1')}`, destination], (error) =>
+          error ? reject(error) : resolvePromise(),
+        ),
+      );
+    await copy(`oci:${layout}:stable`);
+    await copy(`docker-archive:${archive}:example/saved:v1`);
+  });
+
+  it('inspects an OCI layout and a docker-archive: layers, platform and the config fields', async () => {
+    for (const source of [`oci:${layout}:stable`, `docker-archive:${archive}`]) {
+      const result = await cli(['inspect', source]);
+      expect(result.code, result.stderr).toBe(0);
+      const out = text(result);
+      expect(out).toContain(`Reference   ${source}\n`);
+      expect(out).toContain(`Platform    linux/${hostArch}\n`);
+      expect(out).toMatch(/Layers {6}2, /);
+      expect(out).toContain('Cmd         ["/bin/bash","-l"]\n');
+      expect(out).toContain('User        builder\n');
+    }
+  });
+
+  it('prints the config of a local source, byte for byte with --raw', async () => {
+    for (const source of [`oci:${layout}:stable`, `docker-archive:${archive}:example/saved:v1`]) {
+      const raw = await cli(['config', '--raw', source]);
+      expect(raw.code, raw.stderr).toBe(0);
+      expect((JSON.parse(raw.stdout.toString('utf8')) as { config: unknown }).config).toEqual(CONFIG);
+      expect(text(await cli(['config', source]))).toBe(`${JSON.stringify(JSON.parse(raw.stdout.toString('utf8')), null, 2)}\n`);
+    }
+    const manifest = await cli(['inspect', '--raw', `oci:${layout}:stable`]);
+    expect(manifest.code, manifest.stderr).toBe(0);
+    expect((JSON.parse(manifest.stdout.toString('utf8')) as { layers: unknown[] }).layers).toHaveLength(2);
+  });
+
+  it('says whether a local image exists: 0 with its digest, 3 for a tag or platform it lacks', async () => {
+    const present = await cli(['exists', `oci:${layout}:stable`]);
+    expect(present.code, present.stderr).toBe(0);
+    expect(text(present)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+    expect((await cli(['exists', `oci:${layout}:other`])).code).toBe(3);
+    expect((await cli(['exists', `docker-archive:${archive}:example/saved:v1`])).code).toBe(0);
+    expect((await cli(['exists', `docker-archive:${archive}:example/absent:v1`])).code).toBe(3);
+    expect((await cli(['exists', '--platform', `linux/${otherArch}`, `oci:${layout}:stable`])).code).toBe(3);
+    expect((await cli(['exists', '--platform', `linux/${hostArch}`, `docker-archive:${archive}`])).code).toBe(0);
+  });
+
+  it('writes --config-out for a local source (the config the pull resolved, not fetched again)', async () => {
+    for (const [name, source] of [['oci', `oci:${layout}:stable`], ['archive', `docker-archive:${archive}`]] as const) {
+      const dir = await mkdtemp(join(work, `config-out-${name}-`));
+      const result = await cli(['pull', source, '-o', 'rootfs.tar', '--config-out', 'config.json'], dir);
+      expect(result.code, result.stderr).toBe(0);
+      const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { config: typeof CONFIG };
+      expect(config.config).toEqual(CONFIG);
+      expect((await readdir(dir)).sort()).toEqual(['config.json', 'rootfs.tar']);
+    }
+  });
+
+  it('skips the pull of an unchanged local source with --if-changed, and pulls again when it changed', async () => {
+    for (const [name, source] of [['oci', `oci:${layout}:stable`], ['archive', `docker-archive:${archive}`]] as const) {
+      const dir = await mkdtemp(join(work, `if-changed-${name}-`));
+      const first = await cli(['pull', '--if-changed', source, '-o', 'rootfs.tar'], dir);
+      expect(first.code, first.stderr).toBe(0);
+      const again = await cli(['pull', '--if-changed', source, '-o', 'rootfs.tar'], dir);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toContain('rootfs.tar is up to date');
+      // A record of another image: the source no longer holds what the output was made from.
+      const recordFile = join(dir, 'rootfs.tar.oci-rootfs.json');
+      const record = JSON.parse(await readFile(recordFile, 'utf8')) as Record<string, unknown>;
+      const other = `sha256:${'0'.repeat(64)}`;
+      await writeFile(recordFile, JSON.stringify({ ...record, digest: other, manifestDigest: other }));
+      const pulled = await cli(['pull', '--if-changed', '--progress', 'plain', source, '-o', 'rootfs.tar'], dir);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(pulled.stderr).toMatch(/^resolved /);
+    }
   });
 });
 
