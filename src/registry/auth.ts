@@ -21,6 +21,7 @@ import {
   responseError,
   type ResponseHeaders,
 } from './http.js';
+import { SharedAttempt } from './shared-attempt.js';
 
 /** The requests the authenticator needs; the client provides them. */
 export interface AuthTransport {
@@ -78,11 +79,13 @@ interface CachedToken {
 }
 
 export class Authenticator {
-  private scheme: Promise<Scheme> | undefined;
-  private credentials: Promise<Credentials | undefined> | undefined;
+  /** What the registry's ping asked for; shared by every request, tied to none's signal. */
+  private readonly scheme = new SharedAttempt<Scheme>((signal) => this.ping(signal));
+  private readonly credentials = new SharedAttempt<Credentials | undefined>((signal) => this.options.credentials(signal));
   /** Tokens by the space-joined sorted scopes they were asked for. */
   private readonly tokens = new Map<string, CachedToken>();
-  private readonly inflight = new Map<string, Promise<CachedToken>>();
+  /** Token requests in flight: concurrent layer requests share one per scope. */
+  private readonly inflight = new Map<string, SharedAttempt<CachedToken>>();
   /** Scopes a registry asked for beyond a request's own, by that request's scope. */
   private readonly extraScopes = new Map<string, Set<string>>();
   /** The refresh token a token endpoint handed back last, replacing the configured one. */
@@ -108,22 +111,19 @@ export class Authenticator {
     const key = scopes.join(' ');
     const cached = this.tokens.get(key);
     if (cached !== undefined && cached.expiresAt > this.now()) return `Bearer ${cached.token}`;
-    for (let attempt = 0; ; attempt++) {
-      let pending = this.inflight.get(key);
-      if (pending === undefined) {
-        // Concurrent layer requests share one token request per scope.
-        pending = this.fetchToken(scheme, scopes, signal).finally(() => this.inflight.delete(key));
-        this.inflight.set(key, pending);
-      }
-      try {
-        const token = await pending;
-        this.tokens.set(key, token);
-        return `Bearer ${token.token}`;
-      } catch (error) {
-        // The shared request was aborted by *another* caller's signal: ask again for ours.
-        if (error instanceof AbortError && signal?.aborted !== true && attempt < 3) continue;
-        throw error;
-      }
+    let pending = this.inflight.get(key);
+    if (pending === undefined) {
+      const shared = new SharedAttempt<CachedToken>((shareSignal) => this.fetchToken(scheme, scopes, shareSignal));
+      pending = shared;
+      this.inflight.set(key, shared);
+    }
+    try {
+      const token = await pending.get(signal);
+      this.tokens.set(key, token);
+      return `Bearer ${token.token}`;
+    } finally {
+      // Fetched or failed, the next request after this one goes by the cache, or asks anew.
+      if (this.inflight.get(key) === pending && pending.settledOrIdle()) this.inflight.delete(key);
     }
   }
 
@@ -142,7 +142,7 @@ export class Authenticator {
       if (extra.size > 0) this.extraScopes.set(scope, extra);
     }
     const scheme = schemeFromChallenges(challenges);
-    if (scheme !== undefined) this.scheme = Promise.resolve(scheme);
+    if (scheme !== undefined) this.scheme.settle(scheme);
   }
 
   /** The scopes a token for a request in `scope` is asked for, sorted so equal sets share a token. */
@@ -157,15 +157,8 @@ export class Authenticator {
   }
 
   private resolveScheme(signal?: AbortSignal): Promise<Scheme> {
-    if (this.scheme === undefined) {
-      const attempt = this.ping(signal);
-      this.scheme = attempt;
-      // A failed ping (network, abort) must not stick: the next call pings again.
-      attempt.catch(() => {
-        if (this.scheme === attempt) this.scheme = undefined;
-      });
-    }
-    return this.scheme;
+    // A failed ping (network, abort) is not kept: the next call pings again.
+    return this.scheme.get(signal);
   }
 
   private async ping(signal?: AbortSignal): Promise<Scheme> {
@@ -179,15 +172,9 @@ export class Authenticator {
   }
 
   private getCredentials(signal?: AbortSignal): Promise<Credentials | undefined> {
-    if (this.credentials === undefined) {
-      const attempt = this.options.credentials(signal);
-      this.credentials = attempt;
-      attempt.catch(() => {
-        if (this.credentials === attempt) this.credentials = undefined;
-      });
-    }
-    return this.credentials;
+    return this.credentials.get(signal);
   }
+
 
   private async fetchToken(
     scheme: Extract<Scheme, { kind: 'bearer' }>,

@@ -22,6 +22,7 @@ import {
 } from '../errors.js';
 import { registryApiHost, type ImageReference } from '../reference/index.js';
 import { Authenticator, pullScope } from './auth.js';
+import { SharedAttempt } from './shared-attempt.js';
 import { resolveCredentials, type CredentialEnv, type Credentials } from './credentials.js';
 import { MAX_MANIFEST_BYTES } from '../image/manifest.js';
 import {
@@ -160,7 +161,8 @@ export class RegistryClient {
   private readonly userAgent: string;
   private readonly timeoutMs: number;
   private readonly retryPolicy: RetryPolicy | undefined;
-  private probe: Promise<Probe> | undefined;
+  /** The ping, shared by every request of this client and kept once it succeeded. */
+  private readonly probe = new SharedAttempt<Probe>((signal) => this.doPing(signal));
 
   constructor(
     registry: string,
@@ -333,17 +335,11 @@ export class RegistryClient {
   /**
    * Pings `/v2/` once per client: decides the scheme (https, or http for `plainHttp` and
    * for loopback hosts whose HTTPS connection fails, as docker does) and gives the
-   * authenticator the challenge. A failed ping is forgotten so a retry pings again.
+   * authenticator the challenge. A failed ping is forgotten so a retry pings again; one
+   * caller's abort does not fail the others waiting on the same ping.
    */
   private ping(signal?: AbortSignal): Promise<Probe> {
-    if (this.probe === undefined) {
-      const attempt = this.doPing(signal);
-      this.probe = attempt;
-      attempt.catch(() => {
-        if (this.probe === attempt) this.probe = undefined;
-      });
-    }
-    return this.probe;
+    return this.probe.get(signal);
   }
 
   private async doPing(signal?: AbortSignal): Promise<Probe> {
@@ -379,7 +375,11 @@ export class RegistryClient {
         return await tryOrigin(`http://${this.apiHost}`);
       } catch (httpError) {
         if (httpError instanceof AbortError) throw httpError;
-        // Report the HTTPS failure: that is what the user asked for.
+        // Both attempts failed: say both, HTTPS (what was asked for) first.
+        if (error instanceof NetworkError) {
+          const plain = httpError instanceof Error ? httpError.message.replace(`${what} `, '') : String(httpError);
+          throw new NetworkError(`${error.message}; then plain HTTP ${plain}`, { cause: error });
+        }
         throw error;
       }
     }

@@ -213,10 +213,15 @@ describe('against the real registry, anonymously', () => {
     expect((error as Error).message).toMatch(/layer 0 \(sha256:[0-9a-f]{64}\) has the unknown media type application\/x-weird/);
   });
 
-  it('reports a connection failure as NetworkError', async () => {
+  it('reports a refused connection to a loopback registry as NetworkError naming both attempts, https then plain http', async () => {
     const port = await freePort();
     const error = await fetchManifest(client(`127.0.0.1:${port}`), parseReference(`127.0.0.1:${port}/x:y`)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NetworkError);
+    const message = (error as Error).message;
+    expect(message).toContain(`https://127.0.0.1:${port}/v2/`);
+    expect(message).toContain(`http://127.0.0.1:${port}/v2/`);
+    expect(message.indexOf('https://')).toBeLessThan(message.indexOf('http://'));
+    expect(message.match(/ECONNREFUSED/g)).toHaveLength(2);
   });
 
   it('aborts a request through its signal', async () => {
@@ -444,6 +449,49 @@ describe('in-process registries for what a real one will not do', () => {
     const error = await fetchManifest(client(server.host), parseReference(`${server.host}/a/b:c`)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AuthError);
     expect((error as Error).message).toMatch(/refusing the plain-http token realm http:\/\/auth.example.invalid/);
+  });
+
+  it('lets a request go on when another request sharing its ping, or its token request, aborts', async () => {
+    let pings = 0;
+    let tokens = 0;
+    const server = await track(
+      serve((req, res, url) => {
+        if (url.pathname === '/v2/') {
+          pings++;
+          // Slow enough that both requests wait on this one ping.
+          setTimeout(() => {
+            res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${server.host}/token",service="s"` });
+            res.end();
+          }, 300);
+          return;
+        }
+        if (url.pathname === '/token') {
+          tokens++;
+          setTimeout(() => res.end(JSON.stringify({ token: 'tok' })), 300);
+          return;
+        }
+        if (req.headers.authorization !== 'Bearer tok') {
+          res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${server.host}/token",service="s"` });
+          res.end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': MediaType.ociManifest });
+        res.end(manifestBytes);
+      }),
+    );
+    const ref = parseReference(`${server.host}/a/b:c`);
+    for (const abortAfterMs of [100, 450]) {
+      // A fresh client per round: first the ping is shared, then the token request.
+      const c = client(server.host);
+      const impatient = new AbortController();
+      const first = fetchManifest(c, ref, { signal: impatient.signal }).catch((e: unknown) => e);
+      const second = fetchManifest(c, ref);
+      setTimeout(() => impatient.abort(), abortAfterMs);
+      expect(((await first) as Error).name).toBe('AbortError');
+      expect((await second).digest).toBe(sha256(manifestBytes));
+    }
+    expect(pings).toBe(2);
+    expect(tokens).toBe(2);
   });
 
   it('stops a stalled blob body promptly when the signal aborts', async () => {

@@ -228,7 +228,8 @@ describe('flattenLayers: parents resolve through symlinks', () => {
     const out = await flattenAndCompare([[file('a/b/c', 'x', { uid: 5 })]]);
     for (const name of ['a', 'a/b']) {
       const e = entryAt(out, name);
-      if (e) expect(e.header).toMatchObject({ type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: 0 });
+      expect(e, `${name} is written`).toBeDefined();
+      expect(e?.header).toMatchObject({ type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: 0 });
     }
   });
 
