@@ -176,6 +176,21 @@ describe('oci-rootfs inspect', () => {
   });
 });
 
+describe('a config of the wrong shape', () => {
+  it('is malformed content (exit 8) naming the field, for inspect, config and pull alike', async () => {
+    const repo = `e2e-cli/bad-env-${suffix}`;
+    await pushImage(registry, repo, 'v1', {
+      layers: [{ tar: await makeTar([{ name: 'a', content: 'a' }]), compression: 'gzip' }],
+      config: { architecture: hostArch, os: 'linux', config: { Env: 'PATH=/bin' } },
+    });
+    for (const args of [['inspect'], ['config'], ['pull', '-o', join(work, 'bad-env.tar')]]) {
+      const result = await cli([...args, ref(repo, 'v1')]);
+      expect(result.code, result.stderr).toBe(8);
+      expect(result.stderr).toMatch(/^oci-rootfs: config sha256:[0-9a-f]{64}: "config"\.Env is not a list of strings \(the string "PATH=\/bin"\)\n$/);
+    }
+  });
+});
+
 describe('oci-rootfs config', () => {
   it('prints the whole config pretty, and its exact bytes with --raw', async () => {
     const pretty = await cli(['config', ref(singleRepo, 'v1')]);

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { OciRootfsError } from '../../src/errors.js';
+import type { LayerDoneEvent, PullEvent } from '../../src/operators/events.js';
 import { pullRootfs } from '../../src/operators/pull-rootfs.js';
 import {
   listTar,
@@ -883,6 +884,36 @@ describe('not found', () => {
     const error = await pullError(ref.replace(/:v1$/, ':no-such-tag'));
     expect(error.code).toBe('ERR_NOT_FOUND');
     expect(error.exitCode).toBe(3);
+  });
+});
+
+describe('events', () => {
+  it('counts layer-done bytes per layer: stored bytes received for it, tar bytes written while it was read', async () => {
+    const ref = await pushLayers('per-layer-bytes', [
+      [fx.file('base', 'b'.repeat(40_000))],
+      [fx.file('middle', 'm'.repeat(3_000))],
+      [fx.file('top', 't'.repeat(10_000))],
+    ]);
+    const events: PullEvent[] = [];
+    const tar = await pullBytes(ref, { onEvent: (event) => events.push(event) });
+    const resolved = events.find((event) => event.type === 'resolved');
+    const done = events.filter((event): event is LayerDoneEvent => event.type === 'layer-done');
+    const end = events[events.length - 1];
+    if (resolved?.type !== 'resolved' || end?.type !== 'done') throw new Error('no resolved or done event');
+    // Top first; each layer read once, so what came in for it is its blob, no more, no less.
+    expect(done.map((event) => event.index)).toEqual([2, 1, 0]);
+    for (const event of done) expect(event.bytesIn).toBe(resolved.layers[event.index]?.size);
+    expect(done.reduce((sum, event) => sum + event.bytesIn, 0)).toBe(end.bytesIn);
+    // Each layer's file header and body went out while that layer was read.
+    const out = new Map(done.map((event) => [event.index, event.bytesOut]));
+    expect(out.get(0)).toBeGreaterThanOrEqual(40_000);
+    expect(out.get(0)).toBeLessThan(40_000 + 4096);
+    expect(out.get(1)).toBeGreaterThanOrEqual(3_000);
+    expect(out.get(1)).toBeLessThan(3_000 + 4096);
+    expect(out.get(2)).toBeGreaterThanOrEqual(10_000);
+    expect(out.get(2)).toBeLessThan(10_000 + 4096);
+    expect(done.reduce((sum, event) => sum + event.bytesOut, 0)).toBeLessThanOrEqual(tar.length);
+    expect(end.bytesOut).toBe(tar.length);
   });
 });
 
