@@ -1,9 +1,10 @@
 /**
  * The progress display of `oci-rootfs pull` as users meet it: in a real pseudo-terminal
  * (script(1) runs the built CLI on a pty and hands us every byte it wrote), on a pipe
- * (nothing, unless asked), and as NDJSON for scripts. Against the real test registry.
+ * (nothing, unless asked; run in this process through `runCli`), and as NDJSON for
+ * scripts. Against the real test registry.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { PullEvent } from '../../src/operators/events.js';
+import { runInProcess } from '../helpers/cli.js';
 import { makeTar, pushImage } from '../helpers/push.js';
 
 const registry = inject('registry');
@@ -51,13 +53,10 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   return { ...base, ...extra };
 };
 
-/** The CLI on pipes: stderr is not a terminal. */
-function runOnPipes(args: string[]): Promise<Run> {
-  return new Promise((resolvePromise) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: work, env: env(), timeout: 60_000 }, (error, stdout, stderr) => {
-      resolvePromise({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr });
-    });
-  });
+/** The CLI on streams that are not terminals (in this process). */
+async function runOnPipes(args: string[]): Promise<Run> {
+  const result = await runInProcess(args, { cwd: work, env: { DOCKER_CONFIG: emptyConfigDir, NO_COLOR: undefined } });
+  return { code: result.code, stdout: result.stdout.toString('utf8'), stderr: result.stderr };
 }
 
 const shellQuote = (word: string): string => `'${word.replace(/'/g, `'\\''`)}'`;

@@ -27,6 +27,7 @@ import {
 } from '../helpers/listing.js';
 import { pushBlob, pushImage, pushIndex, pushManifest, sha256, type LayerInput } from '../helpers/push.js';
 import { buildTar, type FixtureEntry } from '../helpers/tar-fixture.js';
+import { runInProcess } from '../helpers/cli.js';
 
 const registry = inject('registry');
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -197,7 +198,13 @@ interface CliResult {
   stderr: string;
 }
 
+/** The CLI program in this process (`runCli`, what the binary runs), with no Docker config of ours. */
 function runCli(args: readonly string[], cwd = workDir): Promise<CliResult> {
+  return runInProcess([...args], { cwd, env: { DOCKER_CONFIG: emptyConfigDir } });
+}
+
+/** The built binary, spawned: for what a shell sees of it. */
+function spawnCli(args: readonly string[], cwd = workDir): Promise<CliResult> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (\`npm test\` does)`);
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
@@ -835,7 +842,7 @@ describe('integrity', () => {
   });
 
   it('ends stdout without the end-of-archive marker and exits non-zero when a layer is corrupt', async () => {
-    const result = await runCli(['pull', await pushWrongDiffId(), '-o', '-']);
+    const result = await spawnCli(['pull', await pushWrongDiffId(), '-o', '-']);
     expect(result.code).toBe(7);
     expect(result.stdout.length % 512 === 0 && result.stdout.subarray(-1024).equals(Buffer.alloc(1024))).toBe(false);
     expect(await gnuTarList(result.stdout)).not.toBe(0);
@@ -865,7 +872,7 @@ describe('unsafe content', () => {
 describe('not found', () => {
   it('exits 3 with one line on stderr for an unknown repository', async () => {
     const dir = await outDir();
-    const result = await runCli(['pull', `${registry}/${uniqueRepo('never-pushed')}:v1`, '-o', join(dir, 'x.tar')]);
+    const result = await spawnCli(['pull', `${registry}/${uniqueRepo('never-pushed')}:v1`, '-o', join(dir, 'x.tar')]);
     expect(result.code).toBe(3);
     expect(stderrLines(result.stderr)).toEqual([expect.stringMatching(/^oci-rootfs: /)]);
     expect(await readdir(dir)).toEqual([]);
