@@ -15,8 +15,8 @@
  */
 
 // Level 1 and 2: the whole pull.
-export { pullRootfs, pullRootfs$, type PullRootfs$Options } from './operators/pull-rootfs.js';
-export type { PullOptions } from './operators/pull-options.js';
+export { pullRootfs, pullRootfs$, type PullRootfs$Options } from './pull/pull-rootfs.js';
+export type { PullOptions } from './pull/pull-options.js';
 export type {
   DoneEvent,
   LayerDoneEvent,
@@ -30,7 +30,7 @@ export type {
   ResumeEvent,
   RetryEvent,
   WarningEvent,
-} from './operators/events.js';
+} from './pull/events.js';
 
 // Questions about an image.
 export type { ConnectionOptions, QueryOptions } from './queries/options.js';
@@ -45,8 +45,8 @@ export {
   type InspectedLayer,
   type InspectedManifest,
   type InspectResult,
-} from './operators/inspect.js';
-export { checkImageChanged, type ImageChangeCheck, type PulledImageDigests } from './operators/image-changed.js';
+} from './queries/inspect.js';
+export { checkImageChanged, type ImageChangeCheck, type PulledImageDigests } from './queries/image-changed.js';
 
 // Level 3: the parts of a pull.
 export { openStore, parseSourceReference, type OpenStoreOptions, type SourceReference } from './stores/index.js';
@@ -56,9 +56,9 @@ export { dockerArchiveStore } from './stores/docker-archive.js';
 export type { ImageStore, OpenLayerHooks, StoreRoot, StoredBlob } from './stores/store.js';
 export { RegistryClient, type RegistryClientOptions } from './registry/client.js';
 export { resolveImage, type ResolvedConfig, type ResolvedImage, type ResolveOptions } from './queries/resolve.js';
-export { layerSources, type LayerSourceOptions } from './operators/layer-sources.js';
+export { layerSources, type LayerSourceOptions } from './stores/layer-sources.js';
 export { flattenLayers, type FlattenLayer, type FlattenOptions, type LayerFlattenStats } from './flatten/flatten.js';
-export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './operators/flatten-to.js';
+export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './pull/flatten-to.js';
 export { createCompressor, formatFromPath, type CompressorOptions, type OutputFormat } from './streams/compress.js';
 export { decompressor, type DecompressorKind } from './streams/decompress.js';
 export { verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';

@@ -8,7 +8,7 @@ import { openStore } from '../stores/index.js';
 import type { ImageStore } from '../stores/store.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
-import { layerSources, type LayerSourceOptions } from './layer-sources.js';
+import { layerSources, type LayerSourceOptions } from '../stores/layer-sources.js';
 import type { PullOptions } from './pull-options.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {

@@ -7,8 +7,8 @@ import { PlatformNotFoundError } from '../errors.js';
 import { indexEntries } from '../image/manifest.js';
 import { isIndexMediaType } from '../image/media-types.js';
 import { selectPlatform } from '../image/platform.js';
-import { registryClientOptions, type QueryOptions } from '../queries/options.js';
-import { walkToManifest } from '../queries/resolve.js';
+import { registryClientOptions, type QueryOptions } from './options.js';
+import { walkToManifest } from './resolve.js';
 import { openStore, type SourceReference } from '../stores/index.js';
 import { wantedPlatform } from './inspect.js';
 

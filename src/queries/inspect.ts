@@ -30,8 +30,8 @@ import {
   type Platform,
 } from '../image/platform.js';
 import type { Descriptor, FetchedManifest, ImageConfigJson } from '../image/types.js';
-import { registryClientOptions, type QueryOptions } from '../queries/options.js';
-import { resolveWalked, walkToManifest } from '../queries/resolve.js';
+import { registryClientOptions, type QueryOptions } from './options.js';
+import { resolveWalked, walkToManifest } from './resolve.js';
 import { openStore, type SourceReference } from '../stores/index.js';
 import type { ImageStore } from '../stores/store.js';
 

@@ -7,7 +7,7 @@ import { pipeline, Readable } from 'node:stream';
 import { addAbortSignal } from 'node:stream';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import type { LayerDescriptor } from '../image/types.js';
-import type { ImageStore, StoredBlob } from '../stores/store.js';
+import type { ImageStore, StoredBlob } from './store.js';
 import { createByteMeter } from '../streams/byte-meter.js';
 import { decompressor } from '../streams/decompress.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { PullEvent } from '../../src/operators/events.js';
+import type { PullEvent } from '../../src/pull/events.js';
 import { runInProcess } from '../helpers/cli.js';
 import { makeTar, pushImage } from '../helpers/push.js';
 

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import {
   canReadXattrs,
   diffTrees,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import { MANIFESTS, startFaultProxy, type FaultProxy, type FaultRule } from '../helpers/fault-proxy.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
 import { buildTar } from '../helpers/tar-fixture.js';

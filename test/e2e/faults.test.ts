@@ -16,8 +16,8 @@ import {
   OciRootfsError,
   RateLimitError,
 } from '../../src/errors.js';
-import type { PullEvent } from '../../src/operators/events.js';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import type { PullEvent } from '../../src/pull/events.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import { BLOBS, MANIFESTS, TOKEN, startFaultProxy, type FaultProxy, type FaultRule } from '../helpers/fault-proxy.js';
 import { pushImage, type PushedImage } from '../helpers/push.js';
 import { buildTar } from '../helpers/tar-fixture.js';

@@ -15,14 +15,14 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MalformedArchiveError, ManifestError, NetworkError, OciRootfsError } from '../../src/errors.js';
 import { flattenLayers, type FlattenLayer } from '../../src/flatten/flatten.js';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import { parseReference } from '../../src/reference/index.js';
 import { openBlob } from '../../src/registry/blob.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { openForeignBlob } from '../../src/registry/foreign.js';
 import { EMPTY_GZIP_LAYER_DIGEST } from '../../src/image/schema1.js';
 import type { LayerDescriptor } from '../../src/image/types.js';
-import { layerSources } from '../../src/operators/layer-sources.js';
+import { layerSources } from '../../src/stores/layer-sources.js';
 import { resolveImage as resolveFromStore, type ResolveOptions, type ResolvedImage } from '../../src/queries/resolve.js';
 import { registryStore } from '../../src/stores/registry-store.js';
 

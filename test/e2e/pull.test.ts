@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { OciRootfsError } from '../../src/errors.js';
-import type { LayerDoneEvent, PullEvent } from '../../src/operators/events.js';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import type { LayerDoneEvent, PullEvent } from '../../src/pull/events.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import {
   listTar,
   sha256Hex,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { flattenLayers, type FlattenLayer } from '../../src/flatten/flatten.js';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
 import { parseSourceReference } from '../../src/stores/index.js';
 import { openSource } from '../helpers/open-source.js';
 import { listTar, type ListedEntry } from '../helpers/listing.js';

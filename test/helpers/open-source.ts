@@ -3,7 +3,7 @@
  * resolver, the one verified-layer pipeline. For tests that flatten what a source holds.
  */
 import type { FlattenLayer } from '../../src/flatten/flatten.js';
-import { layerSources } from '../../src/operators/layer-sources.js';
+import { layerSources } from '../../src/stores/layer-sources.js';
 import { resolveImage, type ResolvedImage, type ResolveOptions } from '../../src/queries/resolve.js';
 import { openStore, type SourceReference } from '../../src/stores/index.js';
 

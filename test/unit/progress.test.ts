@@ -4,7 +4,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { PullEvent, ResolvedEvent } from '../../src/operators/events.js';
+import type { PullEvent, ResolvedEvent } from '../../src/pull/events.js';
 import {
   colorAllowed,
   createProgressReporter,
