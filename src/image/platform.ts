@@ -36,7 +36,15 @@ const ARCH_ALIASES: Readonly<Record<string, Platform['architecture']>> = {
   armel: 'arm',
 };
 
-/** Parses `os/arch[/variant]`, normalising aliases. */
+/**
+ * Parses `os/arch[/variant]`, normalising aliases.
+ *
+ * @example
+ * ```ts
+ * parsePlatform('linux/aarch64'); // { os: 'linux', architecture: 'arm64' }
+ * parsePlatform('linux/armhf');   // { os: 'linux', architecture: 'arm', variant: 'v7' }
+ * ```
+ */
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((part) => !/^[A-Za-z0-9._-]+$/.test(part))) {
@@ -60,7 +68,14 @@ export function normalizePlatform(platform: Platform): Platform {
   return { os, architecture, ...(variant === undefined || variant === '' ? {} : { variant }) };
 }
 
-/** `os/arch[/variant]`. */
+/**
+ * `os/arch[/variant]`.
+ *
+ * @example
+ * ```ts
+ * formatPlatform({ os: 'linux', architecture: 'arm', variant: 'v7' }); // 'linux/arm/v7'
+ * ```
+ */
 export function formatPlatform(platform: Platform): string {
   return `${platform.os}/${platform.architecture}${platform.variant === undefined ? '' : `/${platform.variant}`}`;
 }

@@ -137,6 +137,18 @@ async function child(store: ImageStore, entry: Descriptor, signal: AbortSignal |
  * config read and verified, its diffIDs paired with the layers. Docker schema 1 manifests
  * resolve to the same shape: layers by stored digest only (no diffIDs), sizes from the
  * store, a synthesised config.
+ *
+ * @throws {NotFoundError} no such image, tag or blob.
+ * @throws {PlatformNotFoundError} no manifest for the platform (the message lists those there are).
+ * @throws {ManifestError} a manifest or config of the wrong shape, a foreign layer not allowed.
+ * @throws {DigestMismatchError} a manifest or the config does not hash to its digest.
+ *
+ * @example
+ * ```ts
+ * const store = openStore('oci:./alpine-oci:latest');
+ * const image = await resolveImage(store, { platform: 'linux/arm64' });
+ * console.log(image.manifestDigest, JSON.parse(image.config.bytes.toString()).config.Cmd);
+ * ```
  */
 export async function resolveImage(store: ImageStore, options: ResolveOptions = {}): Promise<ResolvedImage> {
   return resolveWalked(store, await walkToManifest(store, options), options);

@@ -145,6 +145,21 @@ interface Probe {
   url: string;
 }
 
+/**
+ * One registry's HTTP API (see the top of this file). Most users never make one: the
+ * pull and the queries do; a pipeline of your own hands one to {@link registryStore}.
+ *
+ * @example
+ * ```ts
+ * const ref = parseReference('ghcr.io/me/app:1.0');
+ * const client = RegistryClient.for(ref, { username: 'me', password: token, retry: { retries: 5 } });
+ * try {
+ *   const image = await resolveImage(registryStore(client, ref));
+ * } finally {
+ *   await client.close();
+ * }
+ * ```
+ */
 export class RegistryClient {
   /** The registry as referenced (`docker.io` for Docker Hub). */
   readonly registry: string;

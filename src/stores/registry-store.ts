@@ -14,7 +14,16 @@ import { openResumableBlob } from '../streams/resumable-blob.js';
 import type { Descriptor, LayerDescriptor } from '../image/types.js';
 import type { ImageStore, OpenLayerHooks, StoreRoot, StoredBlob } from './store.js';
 
-/** The store of `ref` on the registry `client` speaks to; closing the store closes the client. */
+/**
+ * The store of `ref` on the registry `client` speaks to; closing the store closes the client.
+ *
+ * @example
+ * ```ts
+ * const ref = parseReference('alpine:3.20');
+ * const store = registryStore(RegistryClient.for(ref, { retry: { retries: 5 } }), ref);
+ * const image = await resolveImage(store);
+ * ```
+ */
 export function registryStore(client: RegistryClient, ref: ImageReference): ImageStore {
   const signalOf = (signal: AbortSignal | undefined): { signal?: AbortSignal } => (signal === undefined ? {} : { signal });
   return {

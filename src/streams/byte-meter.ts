@@ -64,7 +64,16 @@ export class ByteMeter extends Transform {
   }
 }
 
-/** Shorthand for `new ByteMeter(options)`, to read like the other stream factories. */
+/**
+ * Shorthand for `new ByteMeter(options)`, to read like the other stream factories: a
+ * pass-through that counts the bytes and reports them, throttled.
+ *
+ * @example
+ * ```ts
+ * const meter = createByteMeter({ onProgress: (bytes) => console.log(`${bytes} bytes`) });
+ * await pipeline(source, meter, sink);
+ * ```
+ */
 export function createByteMeter(options: ByteMeterOptions = {}): ByteMeter {
   return new ByteMeter(options);
 }

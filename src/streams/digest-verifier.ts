@@ -83,7 +83,16 @@ export class DigestVerifier extends Transform {
   }
 }
 
-/** A {@link DigestVerifier} for `descriptor`; pipe the bytes through it. */
+/**
+ * A {@link DigestVerifier} for `descriptor`; pipe the bytes through it. It passes them on
+ * unchanged and fails at EOF (a {@link DigestMismatchError} or {@link SizeMismatchError})
+ * unless they hashed to the digest and had the size.
+ *
+ * @example
+ * ```ts
+ * await pipeline(createReadStream(blobFile), verifyDigestStream({ digest, size, what: 'layer 0' }), sink);
+ * ```
+ */
 export function verifyDigestStream(options: DigestVerifierOptions): DigestVerifier {
   return new DigestVerifier(options);
 }

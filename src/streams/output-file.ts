@@ -30,6 +30,11 @@ export interface WriteOutputResult {
  * atomic), are fsynced, then renamed over `path`. On any error or abort the temporary file
  * is removed, an existing `path` is left as it was, and the promise rejects with the
  * original error (errors of the file itself are wrapped to name `path`, not the temp name).
+ *
+ * @example
+ * ```ts
+ * const { bytes } = await writeAtomically(pullRootfs('alpine:3.20'), 'alpine.tar');
+ * ```
  */
 export async function writeAtomically(
   source: Readable,
@@ -138,6 +143,12 @@ export const TERMINAL_REFUSAL =
  * Callers writing to `process.stdout` should keep an `'error'` listener on it for the life
  * of the process (the CLI does): a write queued before a failure can still report EPIPE
  * after this promise settled, and an unheard stream error would crash the process.
+ *
+ * @example
+ * ```ts
+ * process.stdout.on('error', () => {});
+ * await writeToStdout(pullRootfs('alpine:3.20')); // refuses a terminal: redirect stdout
+ * ```
  */
 export async function writeToStdout(
   source: Readable,
