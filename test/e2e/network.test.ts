@@ -18,6 +18,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { withRegistryOptions } from '../../src/cli/registry-options.js';
 import { NetworkError, UsageError } from '../../src/errors.js';
+import { inspectImage, pullRootfs } from '../../src/index.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
 import type { MirrorWarning } from '../../src/registry/mirror.js';
 import { makeTar, pushImage, type PushedImage } from '../helpers/push.js';
@@ -277,6 +278,19 @@ describe('a Docker Hub mirror', () => {
   function hubClient(mirrorUrl: string, warnings: MirrorWarning[]): RegistryClient {
     return client('docker.io', { registryMirror: mirrorUrl, dispatcher: hub, onWarning: (w) => warnings.push(w) });
   }
+
+  it("sends a query's and a pull's requests through an API user's own undici dispatcher", async () => {
+    origins.length = 0;
+    const reference = `docker.io/${repoOnlyOrigin}:latest`;
+    const inspected = await inspectImage(reference, { dispatcher: hub, dockerConfigDir: noConfig });
+    expect(inspected.manifest.digest).toBe(onOrigin.manifestDigest);
+    expect(origins.some((request) => request.startsWith(`GET /v2/${repoOnlyOrigin}/manifests/latest`))).toBe(true);
+    origins.length = 0;
+    const chunks: Buffer[] = [];
+    for await (const chunk of pullRootfs(reference, { dispatcher: hub, dockerConfigDir: noConfig })) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).includes(Buffer.from('origin\n'))).toBe(true);
+    expect(origins.some((request) => request.startsWith(`GET /v2/${repoOnlyOrigin}/blobs/${onOrigin.layers[0]?.digest ?? ''}`))).toBe(true);
+  });
 
   it('serves docker.io images from the mirror when it has them, without asking Docker Hub', async () => {
     origins.length = 0;

@@ -190,6 +190,8 @@ describe('OCI image layout source', () => {
     const error = await openOciLayout(dir, 'nope').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NotFoundError);
     expect((error as Error).message).toMatch(/"nope".*latest/);
+    // A layout is no HTTP server: the error names the file, and no status.
+    expect(error).toMatchObject({ path: join(dir, 'index.json'), status: undefined, method: undefined, url: undefined });
   });
 
   it('follows a nested index and picks the platform, as a registry pull does', async () => {
@@ -360,6 +362,7 @@ describe('docker save archive source', () => {
     expect(summary(await flatten((await openDockerArchive(file, '@1')).layers))).toEqual(['file two 2']);
     await expect(openDockerArchive(file)).rejects.toThrow(/2 images.*one:latest, two:latest/);
     await expect(openDockerArchive(file, 'three:latest')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(openDockerArchive(file, 'three:latest')).rejects.toMatchObject({ path: file, status: undefined });
   });
 
   it('fails the layer whose bytes do not match the diffID of the config', async () => {
