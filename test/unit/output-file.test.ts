@@ -134,7 +134,7 @@ describe('writeToStdout', () => {
     const attempt = writeToStdout(input, { stdout });
     await expect(attempt).rejects.toBeInstanceOf(UsageError);
     await expect(attempt).rejects.toThrow(
-      'refusing to write a tar archive to a terminal; use -o FILE or redirect stdout',
+      'refusing to write a tar archive to a terminal; write to a file or redirect stdout',
     );
     expect(input.destroyed).toBe(true);
     expect(stdout.received().length).toBe(0);
