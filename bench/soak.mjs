@@ -30,7 +30,7 @@ const { values: args } = parseArgs({
 const PULLS = Number(args.pulls);
 const HANG_MS = Number(args['hang-after']) * 1000;
 
-if (!existsSync(join(ROOT, 'dist/operators/pull-rootfs.js'))) {
+if (!existsSync(join(ROOT, 'dist/index.js'))) {
   console.error('soak: dist/ is missing; run `npm run build` first');
   process.exit(2);
 }
@@ -69,7 +69,7 @@ async function loadHelpers() {
 }
 
 const helpers = await loadHelpers();
-const { pullRootfs } = await import(pathToFileURL(join(ROOT, 'dist/operators/pull-rootfs.js')).href);
+const { pullRootfs } = await import(pathToFileURL(join(ROOT, 'dist/index.js')).href);
 const { writeAtomically } = await import(pathToFileURL(join(ROOT, 'dist/streams/output-file.js')).href);
 const { OciRootfsError } = await import(pathToFileURL(join(ROOT, 'dist/errors.js')).href);
 

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as pako from 'pako';
 import { request } from 'undici';
-import { encodeHeader, flattenLayers, readTar, StrictGunzip } from '../../dist/index.js';
+import { decompressor, encodeHeader, flattenLayers, readTar } from '../../dist/index.js';
 
 const CHUNK = 64 * 1024;
 
@@ -102,11 +102,11 @@ export async function measureStages(image, { registryUrl, repo, runs, pakoLimitB
     return { outBytes: out };
   });
 
-  await add('gunzip (our StrictGunzip)', gzBytes, async () => {
+  await add('gunzip (our strict gunzip)', gzBytes, async () => {
     let out = 0;
     for (const buf of gz) {
       const s = sink();
-      await pipeline(Readable.from(chunksOf(buf)), new StrictGunzip(), s);
+      await pipeline(Readable.from(chunksOf(buf)), decompressor('gzip'), s);
       out += s.bytes;
     }
     return { outBytes: out };
