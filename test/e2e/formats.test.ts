@@ -23,6 +23,7 @@ import { openForeignBlob } from '../../src/registry/foreign.js';
 import { EMPTY_GZIP_LAYER_DIGEST } from '../../src/image/schema1.js';
 import type { LayerDescriptor } from '../../src/image/types.js';
 import { layerSources } from '../../src/stores/layer-sources.js';
+import { inspectImage } from '../../src/queries/inspect.js';
 import { resolveImage as resolveFromStore, type ResolveOptions, type ResolvedImage } from '../../src/queries/resolve.js';
 import { registryStore } from '../../src/stores/registry-store.js';
 
@@ -356,5 +357,12 @@ describe('Docker schema 1', () => {
     expect(summary(await flatten(layers))).toEqual(expected);
     // And through the whole pull, which skips the diffID check for a layer without one.
     expect(summary(await pullListing(target))).toEqual(expected);
+
+    // inspect reads it through the same resolver: the layers and config a pull sees.
+    const inspected = await inspectImage(target, { dockerConfigDir: noConfig });
+    expect(inspected.manifest.digest).toBe(registryDigest);
+    expect(inspected.layers).toEqual(image.layers.map(({ digest, mediaType, size }) => ({ digest, mediaType, size })));
+    expect(inspected.config.json?.config?.Cmd).toEqual(['/bin/app', '--serve']);
+    expect(inspected.platform).toEqual({ os: 'linux', architecture: 'amd64' });
   });
 });
