@@ -3,7 +3,7 @@
  * the auth scheme, credentials, a token per scope), and tied to no caller's AbortSignal:
  * a caller that aborts stops waiting, with an AbortError of its own, and the others go on.
  * The operation itself is aborted only once every caller has stopped waiting. A success is
- * kept (until `reset`); a failure is forgotten, so the next caller tries again.
+ * kept (or replaced with `settle`); a failure is forgotten, so the next caller tries again.
  */
 import { AbortError } from '../errors.js';
 
@@ -55,11 +55,6 @@ export class SharedAttempt<T> {
     return this.#running === undefined;
   }
 
-  /** Forgets the kept result: the next caller runs the operation again. */
-  reset(): void {
-    this.#result = undefined;
-  }
-
   #wait(running: Running<T>, signal: AbortSignal | undefined): Promise<T> {
     running.waiters++;
     if (signal === undefined) return running.promise;
@@ -73,8 +68,12 @@ export class SharedAttempt<T> {
         if (!waiting) return;
         leave();
         running.waiters--;
-        // Nobody waits any more: stop the work itself (its failure is forgotten).
-        if (running.waiters === 0) running.controller.abort(signal.reason);
+        // Nobody waits any more: stop the work itself, and let the next caller start afresh
+        // rather than join an attempt that is being torn down.
+        if (running.waiters === 0) {
+          if (this.#running === running) this.#running = undefined;
+          running.controller.abort(signal.reason);
+        }
         reject(new AbortError({ cause: signal.reason }));
       };
       signal.addEventListener('abort', onAbort, { once: true });
