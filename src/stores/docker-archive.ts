@@ -12,8 +12,11 @@
  *
  * Layers are usually plain tars (`<id>/layer.tar`, or `blobs/sha256/<hex>` from Docker 25),
  * sometimes gzip or zstd: detected by magic bytes. Each is checked against the config's
- * `rootfs.diff_ids` (sha256 of the uncompressed tar) and, when its name is a digest
- * (`blobs/<alg>/<hex>`), against that too. A config named by its digest is verified as well.
+ * `rootfs.diff_ids` (sha256 of the uncompressed tar) and against its stored digest: the one
+ * its name says (`blobs/<alg>/<hex>`), for an uncompressed layer its diffID, else the
+ * sha256 of its bytes taken when the store reads the archive (then it only guards against
+ * the file changing under us). A config
+ * named by its digest is verified as well.
  * Duplicate layers are stored once by `docker save` and linked (symlink or hardlink member):
  * links are followed inside the archive.
  */
@@ -24,7 +27,7 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { ManifestError, MalformedArchiveError, NotFoundError, UsageError, throwIfAborted } from '../errors.js';
 import { digestOf, verifyDigest } from '../image/digest.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, checkFetchedManifest } from '../image/manifest.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, checkFetchedManifest, parseConfig } from '../image/manifest.js';
 import { MediaType, type Compression } from '../image/media-types.js';
 import type { Descriptor, LayerDescriptor } from '../image/types.js';
 import { isValidDigest, parseReference } from '../reference/index.js';
@@ -122,6 +125,7 @@ async function readArchive(file: string, reference: string | undefined, name: st
   const configNamedDigest = digestFromName(configMember.name);
   if (configNamedDigest !== undefined) verifyDigest(configBytes, configNamedDigest, `${name}: config ${picked.Config}`);
   const configDigest = digestOf(configBytes);
+  const diffIds = parseConfig(configBytes, configDigest).rootfs.diff_ids;
 
   const layers: LocatedLayer[] = [];
   const descriptors: Descriptor[] = [];
@@ -132,8 +136,11 @@ async function readArchive(file: string, reference: string | undefined, name: st
     layers.push({ offset: member.offset, size: member.size, member: member.name });
     descriptors.push({
       mediaType: LAYER_MEDIA_TYPE[compression],
-      // The digest of a layer as stored: its name says it (Docker 25), else its bytes do.
-      digest: digestFromName(member.name) ?? (await hashRange(file, member.offset, member.size)),
+      // The digest of a layer as stored: its name says it (Docker 25); an uncompressed layer's
+      // is its diffID; only a compressed layer with neither costs a pass over its bytes.
+      digest:
+        digestFromName(member.name) ??
+        (compression === 'none' && diffIds[i] !== undefined ? diffIds[i] : await hashRange(file, member.offset, member.size)),
       size: member.size,
     });
   }
