@@ -70,7 +70,13 @@ export async function imageExists(
         if (now !== undefined) return { digest: now.digest };
       }
       const root = await store.root(signal);
-      if (options.platform !== undefined && root.kind === 'manifest' && isIndexMediaType(root.manifest.mediaType)) {
+      if (options.platform === undefined) {
+        // What the source names is there; for a layout, the entry it picks.
+        if (root.kind === 'manifest') return { digest: root.manifest.digest };
+        const walk = await walkToManifest(store, options, root);
+        return { digest: walk.indexDigest ?? walk.manifest.digest };
+      }
+      if (root.kind === 'manifest' && isIndexMediaType(root.manifest.mediaType)) {
         // The index says which platforms there are: no need to fetch the manifest picked.
         const top = root.manifest;
         const { entry, platform } = selectPlatform(indexEntries(top.json, `index ${top.digest} of ${store.name}`), parsePlatform(options.platform));
@@ -78,7 +84,6 @@ export async function imageExists(
       }
       const result = await inspectStore(store, options, root);
       const digest = result.index?.digest ?? result.manifest.digest;
-      if (options.platform === undefined) return { digest };
       if (result.platform === undefined) throw new PlatformNotFoundError(options.platform, []);
       return { digest, platform: result.platform, ...(result.index === undefined ? {} : { manifestDigest: result.manifest.digest }) };
     } catch (error) {
