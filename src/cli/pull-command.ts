@@ -148,9 +148,9 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
   try {
-    const pullOptions = pullOptionsOf(options, password, controller.signal);
+    const registryOptions = pullOptions(options, password, controller.signal);
     if (options.ifChanged === true && file !== undefined) {
-      if (await upToDate(reference, file, recorded, pullOptions, reporter, options, io)) {
+      if (await upToDate(reference, file, recorded, registryOptions, reporter, options, io)) {
         compressor.destroy();
         return;
       }
@@ -165,7 +165,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
       reporter.event(event);
     };
     // The resolved image carries its config: --config-out needs no second request.
-    const tar = api.pullRootfs(reference, { ...pullOptions, onEvent, onResolved: (resolvedImage) => (image = resolvedImage) });
+    const tar = api.pullRootfs(reference, { ...registryOptions, onEvent, onResolved: (resolvedImage) => (image = resolvedImage) });
     // Hashed as it is written, so --digest-file costs no second read of the output.
     const hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
     // On any error pipeline() destroys every stage, so the compressor never writes its
@@ -209,7 +209,7 @@ async function upToDate(
   reference: string,
   file: string,
   recorded: RecordedOptions,
-  pullOptions: PullOptions,
+  registryOptions: PullOptions,
   reporter: ProgressReporter,
   options: PullCommandOptions,
   io: CliIo,
@@ -217,7 +217,7 @@ async function upToDate(
   const record = await readRecord(file);
   if (record === undefined || !(await recordMatches(record, file, recorded))) return false;
   const { checkImageChanged } = await import('../index.js');
-  const check = await checkImageChanged(reference, record, pullOptions);
+  const check = await checkImageChanged(reference, record, registryOptions);
   if (check.changed) return false;
   if (check.digest !== undefined && check.digest !== record.digest) {
     // The index moved on, our platform's manifest did not: remember the new index digest
@@ -243,7 +243,7 @@ function checkReportingOptions(options: PullCommandOptions, file: string | undef
   }
 }
 
-function pullOptionsOf(options: PullCommandOptions, password: string | undefined, signal: AbortSignal): PullOptions {
+function pullOptions(options: PullCommandOptions, password: string | undefined, signal: AbortSignal): PullOptions {
   // exactOptionalPropertyTypes: absent options stay absent rather than `undefined`.
   const result: PullOptions = { signal };
   if (options.platform !== undefined) result.platform = options.platform;
