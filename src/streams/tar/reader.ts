@@ -886,6 +886,7 @@ function buildPlan(
   // Only regular files (and a dumpdir's listing) have data in the archive, as in POSIX and
   // Go; a size on a link or a device describes nothing that follows.
   let hasData = ustarType === 'file' || flag === 'D';
+  let skipsData = false;
   let type = ustarType;
   let end = name.length;
   while (end > 1 && name[end - 1] === 0x2f) end--;
@@ -893,11 +894,14 @@ function buildPlan(
     // v7 and old GNU mark a directory only by the trailing slash of a `\0` entry. Go,
     // libarchive and Python read no data after it, whatever its size field says. A `0` entry
     // with a slash is a directory to libarchive and GNU tar too, but its data is there to Go
-    // (which keeps it a file), Python and GNU tar, so we skip it like them.
+    // (which keeps it a file), Python and GNU tar, so we skip that data like them.
     if (flag === '\0') {
       type = 'directory';
       hasData = false;
-    } else if (flag === '0') type = 'directory';
+    } else if (flag === '0') {
+      type = 'directory';
+      skipsData = true;
+    }
     name = name.subarray(0, end);
   }
 
@@ -928,8 +932,9 @@ function buildPlan(
   if (storedSize < 0) throw new MalformedArchiveError(`tar ${label()}: negative size`);
   const plan: EntryPlan = {
     header,
-    stored: hasData ? storedSize : 0,
-    padding: hasData ? paddingOf(storedSize) : 0,
+    stored: hasData && !skipsData ? storedSize : 0,
+    // Data nobody may read is skipped along with the padding.
+    padding: hasData ? (skipsData ? storedSize : 0) + paddingOf(storedSize) : 0,
   };
   if (type === 'file') header.size = storedSize;
   return { plan, pax, label };
