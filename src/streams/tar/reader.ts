@@ -843,20 +843,23 @@ async function readExtension(input: ArchiveInput, block: Buffer, flag: string, l
   return data;
 }
 
-/** An entry header with its extensions folded in, and its sparse map read. */
-async function readEntry(
+/**
+ * An entry header with its extensions folded in, and its sparse map read. Not async unless
+ * there is a map to read: a promise per entry costs more than parsing the header.
+ */
+function readEntry(
   input: ArchiveInput,
   block: Buffer,
   flag: string,
   type: TarEntryType,
   ext: Extensions,
   ordinal: number,
-): Promise<EntryPlan> {
+): EntryPlan | Promise<EntryPlan> {
   const layout = layoutOf(block);
   const { plan, pax, label } = buildPlan(block, layout, flag, type, ext, ordinal);
-  if (flag === 'S') await applyOldGnuSparse(input, block, layout, plan, label);
-  else if (plan.header.type === 'file' && (pax.sparse.size > 0 || pax.sparsePairs.length > 0)) {
-    await applyPaxSparse(input, pax, plan, label);
+  if (flag === 'S') return applyOldGnuSparse(input, block, layout, plan, label).then(() => plan);
+  if (plan.header.type === 'file' && (pax.sparse.size > 0 || pax.sparsePairs.length > 0)) {
+    return applyPaxSparse(input, pax, plan, label).then(() => plan);
   }
   return plan;
 }
