@@ -191,6 +191,12 @@ describe('consecutive extension headers', () => {
     ]);
   });
 
+  it('keeps the header name under an empty L header, as Go does', async () => {
+    const data = Buffer.concat([extension('L', 'long-name\0'), extension('L', '\0'), file('own-name', 'x'), END]);
+    const { entries } = await read(data);
+    expect(summary(entries)).toEqual([[0, 'own-name', 'file', 'x']]);
+  });
+
   it('reads a Solaris X header as a PAX x header (GNU tar, libarchive, Python)', async () => {
     const data = Buffer.concat([extension('X', paxPayload([['path', 'renamed'], ['SCHILY.xattr.user.k', 'v']])), file('meta-name', 'abc'), END]);
     const { entries, warnings } = await read(data);

@@ -751,8 +751,8 @@ async function readEntryPlan(
   const ext: Extensions = { longName: undefined, longLink: undefined, records: NO_RECORDS };
   const label: Where = () => entryLabel(ordinal, undefined);
   const insideHeader: Where = () => `inside the header of ${label()}`;
-  // An `x`, `L` or `K` header waits for its entry; a `g` header does not (`git archive` of an
-  // empty tree writes a `g` header and the end marker).
+  // An `x`, `L` or `K` header waits for its entry; a `g` header does not (`git archive` of a
+  // commit with an empty tree writes a `g` header and the end marker).
   let pendingExtension = false;
   for (;;) {
     const start = input.offset;
@@ -789,8 +789,10 @@ async function readEntryPlan(
       case 'L':
       case 'K': {
         const data = await readExtension(input, block, flag, label);
-        if (flag === 'L') ext.longName = cString(data, 0, data.length);
-        else ext.longLink = cString(data, 0, data.length);
+        // As in Go, an empty long name leaves the header's own name in place.
+        const text = cString(data, 0, data.length);
+        if (flag === 'L') ext.longName = text.length > 0 ? text : undefined;
+        else ext.longLink = text.length > 0 ? text : undefined;
         pendingExtension = true;
         continue;
       }
