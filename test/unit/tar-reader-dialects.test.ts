@@ -306,6 +306,22 @@ describe('PAX keys and values are bytes', () => {
   });
 });
 
+describe('PAX numbers as Go reads them', () => {
+  for (const [mtime, whole] of [['-1.5', -2], ['-0.25', -1], ['-3.000', -3], ['1.', 1], ['+7', 7], ['12.75', 12]] as const) {
+    it(`reads PAX mtime ${mtime} as ${whole} whole seconds`, async () => {
+      const data = Buffer.concat([extension('x', paxPayload([['mtime', mtime]])), file('f', ''), END]);
+      const { entries } = await read(data);
+      expect(entries[0]!.header.mtime).toBe(whole);
+    });
+  }
+
+  it('takes a + sign on PAX uid, gid and size', async () => {
+    const data = Buffer.concat([extension('x', paxPayload([['uid', '+7'], ['gid', '+8'], ['size', '+2']])), headerBlock({ name: 'f', flag: '0' }), blocks('hi'), END]);
+    const { entries } = await read(data);
+    expect([entries[0]!.header.uid, entries[0]!.header.gid, entries[0]!.body]).toEqual([7, 8, 'hi']);
+  });
+});
+
 describe('entry types that carry nothing for a root filesystem', () => {
   for (const [flag, what] of [['V', 'volume label'], ['A', 'Solaris ACL'], ['N', 'rename list']] as const) {
     it(`skips a type ${flag} entry (${what}) and its data with a TAR_SKIPPED_ENTRY warning, numbering the next entry as if it were not there`, async () => {

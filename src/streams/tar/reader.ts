@@ -452,9 +452,9 @@ function badField(field: string, label: Where): MalformedArchiveError {
   return new MalformedArchiveError(`tar header of ${label()}: invalid ${field} field`);
 }
 
-/** Parses a PAX or sparse-map decimal; PAX numbers are plain non-negative integers. */
+/** Parses a PAX or sparse-map decimal: a non-negative integer, a `+` allowed as Go allows it. */
 function parseDecimal(text: string, what: string, label: Where): number {
-  if (!/^[0-9]+$/.test(text)) {
+  if (!/^\+?[0-9]+$/.test(text)) {
     throw new MalformedArchiveError(`tar ${label()}: invalid ${what} ${JSON.stringify(text)}`);
   }
   const value = Number(text);
@@ -543,7 +543,8 @@ interface Folded {
   sparsePairs: readonly string[];
 }
 
-const MTIME = /^-?[0-9]+(\.[0-9]+)?$/;
+/** Seconds, then an optional fraction; Go also takes a sign and a bare trailing dot. */
+const MTIME = /^([-+]?[0-9]+)(?:\.([0-9]*))?$/;
 
 /** What an entry without PAX records folds to: shared, so the common case allocates nothing. */
 const NO_PAX: Folded = Object.freeze({ kept: new Map(), sparse: new Map(), sparsePairs: [] });
@@ -585,9 +586,12 @@ function foldPax(records: readonly ParsedRecord[], label: Where): Folded {
           break;
         }
         const t = text();
-        if (!MTIME.test(t)) throw new MalformedArchiveError(`tar ${label()}: invalid PAX mtime ${JSON.stringify(t)}`);
-        const whole = Number(t.split('.')[0]);
+        const match = MTIME.exec(t);
+        if (match === null) throw new MalformedArchiveError(`tar ${label()}: invalid PAX mtime ${JSON.stringify(t)}`);
+        let whole = Number(match[1]);
         if (!Number.isSafeInteger(whole)) throw new MalformedArchiveError(`tar ${label()}: PAX mtime out of range`);
+        // -1.5 is 1.5 s before the epoch: whole seconds round down, as in Go and GNU tar.
+        if (match[1]!.startsWith('-') && /[1-9]/.test(match[2] ?? '')) whole -= 1;
         folded.mtime = whole === 0 ? 0 : whole; // no -0
         // The header holds whole seconds; the fraction survives in the record.
         if (t.includes('.')) kept.set(key, [keyBytes, value]);
