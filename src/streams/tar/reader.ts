@@ -17,8 +17,9 @@
  * (volume label `V`, Solaris ACL `A`, old GNU rename list `N`) are skipped with a
  * `TAR_SKIPPED_ENTRY` warning.
  *
- * Anything truncated, corrupt or of an unknown type is a {@link MalformedArchiveError}: a
- * layer we cannot read exactly must not be half-applied to a rootfs.
+ * Anything truncated (inside a header, an extension header, a body or its padding), corrupt
+ * or of an unknown type is a {@link MalformedArchiveError}: a layer we cannot read exactly must
+ * not be half-applied to a rootfs.
  */
 import { MalformedArchiveError, OciRootfsError, throwIfAborted } from '../../errors.js';
 import type { PaxRecord, TarEntry, TarEntryType, TarHeader, TarWarning } from './types.js';
@@ -738,7 +739,6 @@ const REFUSED: Record<string, string> = {
   M: 'a GNU multi-volume continuation, the rest of a file begun in another archive',
 };
 
-const BEFORE_END: Where = () => 'before the end-of-archive marker';
 const INSIDE_END: Where = () => 'inside the end-of-archive marker';
 
 /**
