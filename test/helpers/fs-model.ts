@@ -484,7 +484,7 @@ const FROM_TAR_TYPE: Record<TarHeader['type'], FixtureType> = {
 /** A read-back tar entry in the form {@link applyLayer} takes. */
 export function fixtureFromTar(header: Readonly<TarHeader>, body: Buffer): FixtureEntry {
   const pax: Record<string, Buffer> = {};
-  for (const [key, value] of header.pax) pax[key] = value;
+  for (const [key, value] of header.pax) pax[key.toString('utf8')] = value;
   return {
     name: header.name,
     type: FROM_TAR_TYPE[header.type],

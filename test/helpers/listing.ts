@@ -97,7 +97,8 @@ export async function listTar(bytes: Buffer): Promise<ListedEntry[]> {
     }
     const type = LISTED_TYPE[header.type];
     const xattrs: Record<string, string> = {};
-    for (const [key, value] of header.pax) {
+    for (const [keyBytes, value] of header.pax) {
+      const key = keyBytes.toString('utf8');
       if (key.startsWith('SCHILY.xattr.')) xattrs[key.slice('SCHILY.xattr.'.length)] = value.toString('hex');
     }
     out.push({

@@ -115,7 +115,7 @@ describe('encodeHeaderInto', () => {
     ['a non-ASCII name', { name: Buffer.from([0x61, 0xff, 0x62]) }],
     ['a big uid', { uid: 0o10000000 }],
     ['a negative mtime', { mtime: -5 }],
-    ['a PAX record', { pax: [['SCHILY.xattr.user.x', Buffer.from('v')]] }],
+    ['a PAX record', { pax: [[Buffer.from('SCHILY.xattr.user.x'), Buffer.from('v')]] }],
     ['a long uname', { uname: Buffer.from('u'.repeat(40)) }],
   ];
   it('takes the common cases itself', () => {

@@ -317,7 +317,7 @@ describe('fs model: attributes and snapshots', () => {
       gname: Buffer.from('g'),
       devmajor: 0,
       devminor: 0,
-      pax: [['SCHILY.xattr.user.k', Buffer.from([0xff])]],
+      pax: [[Buffer.from('SCHILY.xattr.user.k'), Buffer.from([0xff])]],
     };
     const fs = apply([fixtureFromTar(header, Buffer.alloc(0))]);
     expect(at(fs, 'a/b')).toEqual({ path: 'a/b', type: 'dir', mode: '2755', uid: 1, gid: 2, mtime: 3, xattrs: { 'user.k': 'ff' } });

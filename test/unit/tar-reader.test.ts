@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AbortError, MalformedArchiveError } from '../../src/errors.js';
-import { encodeHeader, END_OF_ARCHIVE, paddingFor, readTar } from '../../src/streams/tar/index.js';
-import type { TarHeader } from '../../src/streams/tar/index.js';
+import { encodeHeader, END_OF_ARCHIVE, paddingFor, paxKey, readTar } from '../../src/streams/tar/index.js';
+import type { TarHeader, TarWarning } from '../../src/streams/tar/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: fixtures are built in code, by GNU tar, tar-stream, or our own writer.
@@ -69,6 +69,9 @@ async function readAll(data: Buffer, chunkSize?: number): Promise<Read[]> {
   return out;
 }
 
+/** PAX records with their keys as text, for comparing. */
+const paxText = (h: TarHeader): Array<[string, Buffer]> => h.pax.map(([k, v]) => [k.toString('latin1'), v]);
+
 const names = (entries: Read[]): string[] => entries.map((e) => e.header.name.toString('latin1'));
 const byName = (entries: Read[], name: string): Read => {
   const found = entries.find((e) => e.header.name.toString('latin1') === name);
@@ -80,12 +83,13 @@ function gnuTar(cwd: string, args: string[]): Buffer {
   return execFileSync('/usr/bin/tar', args, { cwd, maxBuffer: 1 << 30 });
 }
 
-/** A header with defaults; the byte fields may be given as strings. */
-type HeaderInit = Omit<Partial<TarHeader>, 'name' | 'linkname' | 'uname' | 'gname'> & {
+/** A header with defaults; the byte fields and PAX keys may be given as strings. */
+type HeaderInit = Omit<Partial<TarHeader>, 'name' | 'linkname' | 'uname' | 'gname' | 'pax'> & {
   name: Buffer | string;
   linkname?: Buffer | string;
   uname?: Buffer | string;
   gname?: Buffer | string;
+  pax?: Array<[Buffer | string, Buffer]>;
 };
 
 function header(fields: HeaderInit): TarHeader {
@@ -99,8 +103,8 @@ function header(fields: HeaderInit): TarHeader {
     mtime: 1_700_000_000,
     devmajor: 0,
     devminor: 0,
-    pax: [],
     ...fields,
+    pax: (fields.pax ?? []).map(([k, v]) => [typeof k === 'string' ? paxKey(k) : k, v]),
     name: bytes(fields.name),
     linkname: bytes(fields.linkname),
     uname: bytes(fields.uname),
@@ -274,7 +278,7 @@ describe('readTar on archives made by GNU tar', () => {
       expect(entry?.header.type).toBe('file');
       expect(entry?.header.size).toBe(content.length);
       expect(sha256(entry!.body)).toBe(sha256(content));
-      expect(entry!.header.pax.map(([k]) => k)).toEqual(['mtime', 'atime', 'ctime']);
+      expect(paxText(entry!.header).map(([k]) => k)).toEqual(['mtime', 'atime', 'ctime']);
     });
   }
 
@@ -337,7 +341,7 @@ describe('readTar on archives made by GNU tar', () => {
     const data = gnuTar(dir, ['--format=posix', '--pax-option=delete=atime,delete=ctime,SCHILY.xattr.user.k:=v', '-cf', '-', 'f']);
     const [entry] = await readAll(data);
     expect(entry!.header.mtime).toBe(1_700_000_000);
-    expect(entry!.header.pax.map(([k, v]) => [k, v.toString()])).toEqual([
+    expect(paxText(entry!.header).map(([k, v]) => [k, v.toString()])).toEqual([
       ['mtime', '1700000000.25'],
       ['SCHILY.xattr.user.k', 'v'],
     ]);
@@ -350,17 +354,23 @@ describe('readTar on archives made by GNU tar', () => {
     expect(data[156]).toBe(0x67); // 'g'
     const entries = await readAll(data);
     expect(entries.map((e) => [e.ordinal, e.header.name.toString(), e.body.toString()])).toEqual([[0, 'f', 'body']]);
-    expect(entries[0]!.header.pax.some(([k]) => k === 'comment')).toBe(false);
+    expect(paxText(entries[0]!.header).some(([k]) => k === 'comment')).toBe(false);
   });
 
-  it('refuses a GNU volume header (type V), naming the flag and the entry', async () => {
+  it('skips a GNU volume header (type V) with a TAR_SKIPPED_ENTRY warning, and numbers entries from 0', async () => {
     const dir = freshDir();
     writeFileSync(join(dir, 'f'), 'body');
     const data = gnuTar(dir, ['--format=gnu', '-V', 'my-volume', '-cf', '-', 'f']);
-    const error = await failure(data);
-    expect(error).toBeInstanceOf(MalformedArchiveError);
-    expect((error as Error).message).toContain('"V"');
-    expect((error as Error).message).toContain('my-volume');
+    expect(data[156]).toBe(0x56); // 'V'
+    const warnings: TarWarning[] = [];
+    const entries: Array<[number, string]> = [];
+    for await (const entry of readTar(source(data), { onWarning: (w) => warnings.push(w) })) {
+      entries.push([entry.ordinal, entry.header.name.toString()]);
+    }
+    expect(entries).toEqual([[0, 'f']]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.code).toBe('TAR_SKIPPED_ENTRY');
+    expect(warnings[0]!.message).toContain('my-volume');
   });
 });
 
@@ -473,7 +483,7 @@ describe('readTar header fields', () => {
     const [entry] = await readAll(data);
     expect(entry!.header.name.equals(Buffer.from([0xff, 0xfe]))).toBe(true);
     expect([entry!.header.devmajor, entry!.header.devminor, entry!.header.mtime]).toEqual([0o7777777 + 1, 5, 1_700_000_000]);
-    expect(entry!.header.pax).toEqual([
+    expect(paxText(entry!.header)).toEqual([
       ['mtime', Buffer.from('1700000000.25')],
       ['SCHILY.xattr.security.capability', xattr],
     ]);
@@ -496,7 +506,7 @@ describe('readTar header fields', () => {
     const started = performance.now();
     const [entry] = await readAll(data);
     expect(entry!.header.pax.length).toBe(40_000);
-    expect(entry!.header.pax[39_999]![0]).toBe('k39999');
+    expect(entry!.header.pax[39_999]![0].toString()).toBe('k39999');
     expect(performance.now() - started).toBeLessThan(5000);
   });
 
@@ -582,14 +592,28 @@ describe('readTar archive boundaries', () => {
       [header({ name: 'b'.repeat(300), size: 10 }), Buffer.alloc(10, 2)],
     ]);
 
-  it('rejects an archive cut anywhere before the end marker', async () => {
+  it('rejects an archive cut inside a header, an extension header, a body or its padding', async () => {
     const data = sample();
     // a's header is 0..512, a's body 512..1512 (+ padding to 1536), b's PAX header 1536..2560,
     // b's header 2560..3072, b's body 3072..3082 (+ padding to 3584), end marker 3584..4608.
-    for (const cut of [0, 100, 512, 700, 1512, 1520, 1536, 2000, 2560, 3072, 3075, 3082, 3584]) {
+    for (const cut of [100, 512, 700, 1512, 1520, 2000, 2560, 2600, 3072, 3075, 3082]) {
       const error = await failure(data.subarray(0, cut), 300);
       expect(error, `cut at ${cut}`).toBeInstanceOf(MalformedArchiveError);
       expect((error as Error).message, `cut at ${cut}`).toMatch(/^tar archive truncated/);
+    }
+  });
+
+  it('accepts an archive that ends at a header boundary without the end marker, with one warning', async () => {
+    const data = sample();
+    for (const [cut, expected] of [[0, []], [1536, ['a']], [3584, ['a', 'b'.repeat(300)]]] as const) {
+      const warnings: TarWarning[] = [];
+      const seen: string[] = [];
+      for await (const entry of readTar(source(data.subarray(0, cut), 300), { onWarning: (w) => warnings.push(w) })) {
+        seen.push(entry.header.name.toString());
+      }
+      expect(seen, `cut at ${cut}`).toEqual(expected);
+      expect(warnings.map((w) => w.code), `cut at ${cut}`).toEqual(['TAR_NO_END_MARKER']);
+      expect(warnings[0]!.message).toContain(`byte ${cut}`);
     }
   });
 
@@ -598,9 +622,20 @@ describe('readTar archive boundaries', () => {
     expect((error as Error).message).toMatch(/^tar archive truncated inside the end-of-archive marker/);
   });
 
-  it('accepts a lone zero block followed by the end of the source', async () => {
-    const entries = await readAll(sample().subarray(0, 3584 + 512));
-    expect(names(entries)).toEqual(['a', 'b'.repeat(300)]);
+  it('accepts a lone zero block followed by the end of the source, silently (as Go and libarchive)', async () => {
+    const warnings: TarWarning[] = [];
+    const seen: string[] = [];
+    for await (const entry of readTar(source(sample().subarray(0, 3584 + 512)), { onWarning: (w) => warnings.push(w) })) {
+      seen.push(entry.header.name.toString());
+    }
+    expect(seen).toEqual(['a', 'b'.repeat(300)]);
+    expect(warnings).toEqual([]);
+  });
+
+  it('reads a complete archive without any warning', async () => {
+    const warnings: TarWarning[] = [];
+    for await (const entry of readTar(source(sample()), { onWarning: (w) => warnings.push(w) })) void entry;
+    expect(warnings).toEqual([]);
   });
 
   it('rejects a zero block followed by a header', async () => {

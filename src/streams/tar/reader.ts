@@ -5,15 +5,24 @@
  * source chunks is copied.
  *
  * Formats read: v7, POSIX ustar (prefix field), star (short prefix), old GNU (`L`/`K` long
- * names, base-256 numbers, type `S` sparse files), PAX (`x` folded into the header, `g`
- * dropped) and the three PAX encodings of GNU sparse files (0.0, 0.1, 1.0), which are
- * expanded to their full logical content.
+ * names, base-256 numbers, type `S` sparse files), PAX (`x` and Solaris `X` folded into the
+ * header, `g` dropped) and the three PAX encodings of GNU sparse files (0.0, 0.1, 1.0). A
+ * sparse file keeps its map (`header.sparse`); its body can be read expanded or as stored.
  *
- * Anything truncated, corrupt or unknown is a {@link MalformedArchiveError}: a layer we
- * cannot read exactly must not be half-applied to a rootfs.
+ * Where tar readers disagree we read as Go's archive/tar (what Docker and containerd apply
+ * layers with) and libarchive do: a `\0`-type entry whose name ends in `/` is a directory
+ * without data whatever its size says; of consecutive `x` (or `L`, `K`) headers only the last
+ * applies; a stream that ends cleanly at a header boundary without the end-of-archive marker
+ * is complete (a `TAR_NO_END_MARKER` warning says so); metadata-only entries we cannot use
+ * (volume label `V`, Solaris ACL `A`, old GNU rename list `N`) are skipped with a
+ * `TAR_SKIPPED_ENTRY` warning.
+ *
+ * Anything truncated (inside a header, an extension header, a body or its padding), corrupt
+ * or of an unknown type is a {@link MalformedArchiveError}: a layer we cannot read exactly must
+ * not be half-applied to a rootfs.
  */
 import { MalformedArchiveError, OciRootfsError, throwIfAborted } from '../../errors.js';
-import type { TarEntry, TarEntryType, TarHeader } from './types.js';
+import type { PaxRecord, TarEntry, TarEntryType, TarHeader, TarWarning } from './types.js';
 
 const BLOCK = 512;
 /** Real GNU long names and PAX headers are a few KiB; anything past this is an attack or garbage. */
@@ -27,6 +36,12 @@ const EMPTY = Buffer.alloc(0);
 export interface ReadTarOptions {
   /** Checked between entries and whenever a new source chunk is pulled. */
   signal?: AbortSignal;
+  /**
+   * Told what the reader accepted but a caller may want to report: `TAR_NO_END_MARKER` (the
+   * stream ended at a header boundary without the end-of-archive marker), `TAR_SKIPPED_ENTRY`
+   * (a volume label, Solaris ACL or old GNU rename list was skipped).
+   */
+  onWarning?: (warning: TarWarning) => void;
 }
 
 /**
@@ -45,23 +60,22 @@ export async function* readTar(
   source: AsyncIterable<Uint8Array>,
   options: ReadTarOptions = {},
 ): AsyncGenerator<TarEntry> {
-  const { signal } = options;
+  const { signal, onWarning } = options;
   const input = new ArchiveInput(source, signal);
-  let body: EntryBody | undefined;
+  let entry: ArchiveEntry | undefined;
   let finished = false;
   try {
     for (let ordinal = 0; ; ordinal++) {
-      if (body !== undefined && !body.finishNow()) await body.finish();
+      if (entry !== undefined && !entry.finishNow()) await entry.finish();
       throwIfAborted(signal);
-      const plan = await readEntryPlan(input, ordinal);
+      const plan = await readEntryPlan(input, ordinal, onWarning);
       if (plan === null) {
         await input.drain();
         finished = true;
         return;
       }
-      const current = new EntryBody(input, plan, ordinal);
-      body = current;
-      yield { header: plan.header, ordinal, body: () => current.open() };
+      entry = new ArchiveEntry(input, plan, ordinal);
+      yield entry;
     }
   } finally {
     // A consumer that stops early (break, error) must release the source, e.g. the HTTP body.
@@ -214,13 +228,6 @@ class ArchiveInput {
 // ---------------------------------------------------------------------------------------------
 // Bodies
 
-/** Where the logical content of a sparse file lies in its stored data. */
-interface SparseMap {
-  /** Pairs of [offset in the logical file, length], ascending and disjoint. */
-  segments: Array<[offset: number, length: number]>;
-  realSize: number;
-}
-
 /** A parsed entry: its header and how its body is laid out in the archive. */
 interface EntryPlan {
   header: TarHeader;
@@ -228,7 +235,6 @@ interface EntryPlan {
   stored: number;
   /** Zeros after the stored bytes up to the block boundary. */
   padding: number;
-  sparse: SparseMap | undefined;
 }
 
 function paddingOf(size: number): number {
@@ -242,10 +248,12 @@ function* zeroChunks(length: number): Generator<Buffer> {
 }
 
 /**
- * The body of one entry. It tracks how many stored bytes are left, so that whatever the
- * consumer did not read can be skipped when it asks for the next entry.
+ * One entry and its body. It tracks how many stored bytes are left, so that whatever the
+ * consumer did not read can be skipped when it asks for the next entry. The entry object is
+ * itself what {@link readTar} yields: no wrapper or closures per entry.
  */
-class EntryBody {
+class ArchiveEntry implements TarEntry {
+  readonly header: TarHeader;
   private remaining: number;
   private opened = false;
   private readonly insideBody: Where = () => `inside the body of ${this.label()}`;
@@ -254,16 +262,21 @@ class EntryBody {
   constructor(
     private readonly input: ArchiveInput,
     private readonly plan: EntryPlan,
-    private readonly ordinal: number,
+    readonly ordinal: number,
   ) {
+    this.header = plan.header;
     this.remaining = plan.stored;
   }
 
-  open(): AsyncIterable<Buffer> {
-    if (this.superseded) throw new OciRootfsError(`${this.label()}: body read after the next entry was requested`);
-    if (this.opened) throw new OciRootfsError(`${this.label()}: body read twice`);
-    this.opened = true;
-    return this.plan.sparse === undefined ? this.plain() : this.expand(this.plan.sparse);
+  body(): AsyncIterable<Buffer> {
+    this.open();
+    const sparse = this.header.sparse;
+    return sparse === undefined ? this.plain() : this.expand(sparse.segments, this.header.size);
+  }
+
+  storedBody(): AsyncIterable<Buffer> {
+    this.open();
+    return this.plain();
   }
 
   /** Skips the unread rest and the padding if the current chunk holds them; true if done. */
@@ -283,15 +296,24 @@ class EntryBody {
     await this.input.skip(this.plan.padding, () => `inside the padding of ${this.label()}`);
   }
 
+  private open(): void {
+    if (this.superseded) throw new OciRootfsError(`${this.label()}: body read after the next entry was requested`);
+    if (this.opened) throw new OciRootfsError(`${this.label()}: body read twice`);
+    this.opened = true;
+  }
+
   private async *plain(): AsyncGenerator<Buffer> {
     this.checkCurrent();
     while (this.remaining > 0) yield await this.stored(this.remaining);
   }
 
-  private async *expand(map: SparseMap): AsyncGenerator<Buffer> {
+  private async *expand(
+    segments: ReadonlyArray<readonly [offset: number, length: number]>,
+    size: number,
+  ): AsyncGenerator<Buffer> {
     this.checkCurrent();
     let at = 0;
-    for (const [offset, length] of map.segments) {
+    for (const [offset, length] of segments) {
       for (const zeros of zeroChunks(offset - at)) {
         this.checkCurrent();
         yield zeros;
@@ -303,7 +325,7 @@ class EntryBody {
       }
       at = offset + length;
     }
-    for (const zeros of zeroChunks(map.realSize - at)) {
+    for (const zeros of zeroChunks(size - at)) {
       this.checkCurrent();
       yield zeros;
     }
@@ -322,7 +344,7 @@ class EntryBody {
   }
 
   private label(): string {
-    return entryLabel(this.ordinal, this.plan.header.name);
+    return entryLabel(this.ordinal, this.header.name);
   }
 }
 
@@ -431,9 +453,9 @@ function badField(field: string, label: Where): MalformedArchiveError {
   return new MalformedArchiveError(`tar header of ${label()}: invalid ${field} field`);
 }
 
-/** Parses a PAX or sparse-map decimal; PAX numbers are plain non-negative integers. */
+/** Parses a PAX or sparse-map decimal: a non-negative integer, a `+` allowed as Go allows it. */
 function parseDecimal(text: string, what: string, label: Where): number {
-  if (!/^[0-9]+$/.test(text)) {
+  if (!/^\+?[0-9]+$/.test(text)) {
     throw new MalformedArchiveError(`tar ${label()}: invalid ${what} ${JSON.stringify(text)}`);
   }
   const value = Number(text);
@@ -444,14 +466,22 @@ function parseDecimal(text: string, what: string, label: Where): number {
 // ---------------------------------------------------------------------------------------------
 // PAX records
 
-type PaxRecord = [key: string, value: Buffer];
+/** A record as parsed: its key also as text (latin1, one char per byte) to compare it. */
+type ParsedRecord = [text: string, key: Buffer, value: Buffer];
 
-/** Splits a PAX payload into `"%d %s=%s\n"` records; the length counts the whole record. */
-function parsePaxRecords(data: Buffer, label: Where): PaxRecord[] {
-  const records: PaxRecord[] = [];
+const NO_RECORDS: readonly ParsedRecord[] = [];
+
+/**
+ * Splits a PAX payload into `"%d %s=%s\n"` records; the length counts the whole record.
+ * Like Go's archive/tar (and bsdtar), a key holding a NUL, and a NUL inside a `path`,
+ * `linkpath`, `uname` or `gname` value, make the header malformed: those are C strings to
+ * every consumer, and cutting them short would change the name silently.
+ */
+function parsePaxRecords(data: Buffer, label: Where): ParsedRecord[] {
+  const records: ParsedRecord[] = [];
   let pos = 0;
   while (pos < data.length) {
-    // Some writers pad the payload with NULs; nothing can follow them.
+    // Some writers pad the payload with NULs (libarchive accepts it); nothing can follow them.
     if (data[pos] === 0) {
       for (let i = pos; i < data.length; i++) if (data[i] !== 0) throw badPax(label);
       break;
@@ -465,7 +495,15 @@ function parsePaxRecords(data: Buffer, label: Where): PaxRecord[] {
     if (data[end - 1] !== 0x0a) throw badPax(label);
     const equals = data.indexOf(0x3d, space + 1);
     if (equals < 0 || equals >= end - 1 || equals === space + 1) throw badPax(label);
-    records.push([data.toString('utf8', space + 1, equals), Buffer.from(data.subarray(equals + 1, end - 1))]);
+    const text = data.toString('latin1', space + 1, equals);
+    const value = Buffer.from(data.subarray(equals + 1, end - 1));
+    if (text.includes('\0')) {
+      throw new MalformedArchiveError(`tar ${label()}: PAX key ${JSON.stringify(text)} contains a NUL byte`);
+    }
+    if ((text === 'path' || text === 'linkpath' || text === 'uname' || text === 'gname') && value.includes(0)) {
+      throw new MalformedArchiveError(`tar ${label()}: PAX ${text} contains a NUL byte`);
+    }
+    records.push([text, Buffer.from(data.subarray(space + 1, equals)), value]);
     pos = end;
   }
   return records;
@@ -475,12 +513,11 @@ function badPax(label: Where): MalformedArchiveError {
   return new MalformedArchiveError(`tar PAX header before ${label()} is malformed`);
 }
 
-/** What the extension headers (`L`, `K`, `x`) before an entry said about it. */
+/** What the extension headers (`L`, `K`, `x`) before an entry said about it; the last of each kind wins. */
 interface Extensions {
   longName: Buffer | undefined;
   longLink: Buffer | undefined;
-  records: PaxRecord[];
-  recordBytes: number;
+  records: readonly ParsedRecord[];
 }
 
 /** The PAX records folded into header fields; an empty value reverts to the ustar field. */
@@ -497,24 +534,29 @@ interface Folded {
   devminor?: number;
   /**
    * Records for `header.pax`, in the order read; a repeated key updates the value in place
-   * (a Map, so that a hostile megabyte of records costs linear time).
+   * (a Map, so that a hostile megabyte of records costs linear time). Keyed by the key text.
    */
-  kept: Map<string, Buffer>;
+  kept: ReadonlyMap<string, PaxRecord>;
   sparse: ReadonlyMap<string, string>;
   /** `GNU.sparse.name`, the real name of a PAX sparse file, kept as bytes like any name. */
   sparseName?: Buffer;
   /** GNU sparse 0.0 repeats `offset`/`numbytes` pairs, so they cannot live in a map. */
-  sparsePairs: string[];
+  sparsePairs: readonly string[];
 }
 
-const MTIME = /^-?[0-9]+(\.[0-9]+)?$/;
+/** Seconds, then an optional fraction; Go also takes a sign and a bare trailing dot. */
+const MTIME = /^([-+]?[0-9]+)(?:\.([0-9]*))?$/;
 
-const NO_SPARSE: ReadonlyMap<string, string> = new Map();
+/** What an entry without PAX records folds to: shared, so the common case allocates nothing. */
+const NO_PAX: Folded = Object.freeze({ kept: new Map(), sparse: new Map(), sparsePairs: [] });
 
-function foldPax(records: PaxRecord[], label: Where): Folded {
-  // Most entries have no PAX header; spare them the map.
-  const folded: Folded = { kept: new Map(), sparse: records.length === 0 ? NO_SPARSE : new Map(), sparsePairs: [] };
-  for (const [key, value] of records) {
+function foldPax(records: readonly ParsedRecord[], label: Where): Folded {
+  if (records.length === 0) return NO_PAX;
+  const kept = new Map<string, PaxRecord>();
+  const sparse = new Map<string, string>();
+  const sparsePairs: string[] = [];
+  const folded: Folded = { kept, sparse, sparsePairs };
+  for (const [key, keyBytes, value] of records) {
     const text = (): string => value.toString('utf8');
     const empty = value.length === 0;
     switch (key) {
@@ -539,18 +581,21 @@ function foldPax(records: PaxRecord[], label: Where): Folded {
         break;
       }
       case 'mtime': {
-        folded.kept.delete('mtime');
+        kept.delete('mtime');
         if (empty) {
           delete folded.mtime;
           break;
         }
         const t = text();
-        if (!MTIME.test(t)) throw new MalformedArchiveError(`tar ${label()}: invalid PAX mtime ${JSON.stringify(t)}`);
-        const whole = Number(t.split('.')[0]);
+        const match = MTIME.exec(t);
+        if (match === null) throw new MalformedArchiveError(`tar ${label()}: invalid PAX mtime ${JSON.stringify(t)}`);
+        let whole = Number(match[1]);
         if (!Number.isSafeInteger(whole)) throw new MalformedArchiveError(`tar ${label()}: PAX mtime out of range`);
+        // -1.5 is 1.5 s before the epoch: whole seconds round down, as in Go and GNU tar.
+        if (match[1]!.startsWith('-') && /[1-9]/.test(match[2] ?? '')) whole -= 1;
         folded.mtime = whole === 0 ? 0 : whole; // no -0
         // The header holds whole seconds; the fraction survives in the record.
-        if (t.includes('.')) folded.kept.set(key, value);
+        if (t.includes('.')) kept.set(key, [keyBytes, value]);
         break;
       }
       case 'hdrcharset':
@@ -558,13 +603,13 @@ function foldPax(records: PaxRecord[], label: Where): Folded {
         break;
       default:
         if (key.startsWith('GNU.sparse.')) {
-          if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') folded.sparsePairs.push(text());
-          else if (key === 'GNU.sparse.name') folded.sparseName = value;
-          else (folded.sparse as Map<string, string>).set(key, text());
-        } else {
-          if (empty) folded.kept.delete(key);
-          else folded.kept.set(key, value);
-        }
+          if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') sparsePairs.push(text());
+          else if (key === 'GNU.sparse.name') {
+            if (value.includes(0)) throw new MalformedArchiveError(`tar ${label()}: PAX GNU.sparse.name contains a NUL byte`);
+            folded.sparseName = value;
+          } else sparse.set(key, text());
+        } else if (empty) kept.delete(key);
+        else kept.set(key, [keyBytes, value]);
     }
   }
   return folded;
@@ -573,11 +618,12 @@ function foldPax(records: PaxRecord[], label: Where): Folded {
 // ---------------------------------------------------------------------------------------------
 // Sparse maps
 
-function checkSparse(segments: Array<[number, number]>, realSize: number, stored: number, label: Where): SparseMap {
+/** Checks a sparse map as Go and bsdtar do, and that it describes exactly the stored bytes. */
+function checkSparse(segments: Array<[number, number]>, size: number, stored: number, label: Where): void {
   let end = 0;
   let total = 0;
   for (const [offset, length] of segments) {
-    if (offset < end || offset + length > realSize) {
+    if (offset < end || offset + length > size) {
       throw new MalformedArchiveError(`tar ${label()}: sparse map is out of order or past the file size`);
     }
     end = offset + length;
@@ -586,7 +632,6 @@ function checkSparse(segments: Array<[number, number]>, realSize: number, stored
   if (total !== stored) {
     throw new MalformedArchiveError(`tar ${label()}: sparse map describes ${total} bytes, archive holds ${stored}`);
   }
-  return { segments, realSize };
 }
 
 function pairUp(numbers: number[], label: Where): Array<[number, number]> {
@@ -679,23 +724,50 @@ const TYPES: Record<string, TarEntryType> = {
   '6': 'fifo',
 };
 
-const BEFORE_END: Where = () => 'before the end-of-archive marker';
+/**
+ * Metadata-only entries that nothing in a root filesystem can use: skipped with their data
+ * (as GNU tar does; Go hands them out, and Docker then refuses the layer), with a warning.
+ */
+const SKIPPED: Record<string, { what: string; lost: string }> = {
+  V: { what: 'a GNU volume label (type V)', lost: '' },
+  A: { what: 'a Solaris ACL header (type A)', lost: '; its ACL is not applied' },
+  N: { what: 'an old GNU rename list (type N)', lost: '; its renames are not applied' },
+};
+
+/** Types we know but cannot place in a root filesystem, explained in the error. */
+const REFUSED: Record<string, string> = {
+  M: 'a GNU multi-volume continuation, the rest of a file begun in another archive',
+};
+
 const INSIDE_END: Where = () => 'inside the end-of-archive marker';
 
 /**
- * Reads extension headers and the entry header after them. Returns null at the end marker
- * (two zero blocks, or one zero block and the end of the source).
+ * Reads extension headers and the entry header after them. Returns null at the end of the
+ * archive: two zero blocks, one zero block and the end of the source (as Go and libarchive,
+ * silently), or the end of the source at a header boundary (as Go, libarchive and GNU tar,
+ * with a warning).
  */
-async function readEntryPlan(input: ArchiveInput, ordinal: number): Promise<EntryPlan | null> {
-  const ext: Extensions = { longName: undefined, longLink: undefined, records: [], recordBytes: 0 };
+async function readEntryPlan(
+  input: ArchiveInput,
+  ordinal: number,
+  onWarning: ((warning: TarWarning) => void) | undefined,
+): Promise<EntryPlan | null> {
+  const ext: Extensions = { longName: undefined, longLink: undefined, records: NO_RECORDS };
   const label: Where = () => entryLabel(ordinal, undefined);
   const insideHeader: Where = () => `inside the header of ${label()}`;
+  // An `x`, `L` or `K` header waits for its entry; a `g` header does not (`git archive` of a
+  // commit with an empty tree writes a `g` header and the end marker).
   let pendingExtension = false;
   for (;;) {
     const start = input.offset;
     const block = input.blockNow() ?? (await input.block(insideHeader));
     if (block === null) {
-      throw truncated(pendingExtension ? () => `after an extension header of ${label()}` : BEFORE_END, start);
+      if (pendingExtension) throw truncated(() => `after an extension header of ${label()}`, start);
+      onWarning?.({
+        code: 'TAR_NO_END_MARKER',
+        message: `tar archive ends at byte ${start} without an end-of-archive marker; read as complete, as Go's archive/tar and GNU tar do`,
+      });
+      return null;
     }
     if (isZeroBlock(block)) {
       if (pendingExtension) {
@@ -709,35 +781,64 @@ async function readEntryPlan(input: ArchiveInput, ordinal: number): Promise<Entr
       throw new MalformedArchiveError(`tar header of ${label()} has a bad checksum (at byte ${start})`);
     }
     const flag = String.fromCharCode(block[156]!);
-    if (flag === 'L' || flag === 'K' || flag === 'x' || flag === 'g') {
-      await readExtension(input, block, flag, ext, label);
-      pendingExtension = true;
-      continue;
-    }
     const type = TYPES[flag];
-    if (type === undefined) {
-      const name = cString(block, 0, 100);
+    if (type !== undefined) return readEntry(input, block, flag, type, ext, ordinal);
+    switch (flag) {
+      case 'x':
+      case 'X': // Solaris tar's name for the same header, read as such by GNU tar and libarchive
+        // Of consecutive PAX headers only the last applies (Go, libarchive, GNU tar).
+        ext.records = parsePaxRecords(await readExtension(input, block, flag, label), label);
+        pendingExtension = true;
+        continue;
+      case 'L':
+      case 'K': {
+        const data = await readExtension(input, block, flag, label);
+        // As in Go, an empty long name leaves the header's own name in place.
+        const text = cString(data, 0, data.length);
+        if (flag === 'L') ext.longName = text.length > 0 ? text : undefined;
+        else ext.longLink = text.length > 0 ? text : undefined;
+        pendingExtension = true;
+        continue;
+      }
+      case 'g':
+        // Global headers would change every later entry; image layers have no business with
+        // them, so (like Docker's tooling) we check them and drop them.
+        parsePaxRecords(await readExtension(input, block, flag, label), label);
+        continue;
+      default:
+        break;
+    }
+    const name = cString(block, 0, 100);
+    const skipped = SKIPPED[flag];
+    if (skipped === undefined) {
+      // Go hands unknown types out and Docker and containerd then refuse the layer; libarchive
+      // and GNU tar would extract them as regular files. We cannot know what they hold.
+      const why = REFUSED[flag];
       throw new MalformedArchiveError(
-        `tar ${entryLabel(ordinal, name)}: unsupported entry type ${JSON.stringify(flag)}`,
+        `tar ${entryLabel(ordinal, name)}: unsupported entry type ${JSON.stringify(flag)}${why === undefined ? '' : ` (${why})`}`,
       );
     }
-    const { plan, pax, label: named } = buildPlan(block, flag, type, ext, ordinal);
-    if (flag === 'S') await applyOldGnuSparse(input, block, plan, named);
-    else if (plan.header.type === 'file' && (pax.sparse.size > 0 || pax.sparsePairs.length > 0)) {
-      await applyPaxSparse(input, pax, plan, named);
+    const size = parseNumber(block, 124, 12, 'size', label);
+    if (size < 0) throw new MalformedArchiveError(`tar ${label()}: negative size`);
+    const where: Where = () => `inside ${skipped.what} before ${label()}`;
+    await input.skip(size, where);
+    await input.skip(paddingOf(size), where);
+    onWarning?.({
+      code: 'TAR_SKIPPED_ENTRY',
+      message: `tar archive: skipped ${skipped.what} ${JSON.stringify(name.toString('utf8'))} before ${label()}${skipped.lost}`,
+    });
+    if (flag !== 'A') {
+      // The extension headers before a volume label or rename list were its own.
+      ext.longName = undefined;
+      ext.longLink = undefined;
+      ext.records = NO_RECORDS;
+      pendingExtension = false;
     }
-    return plan;
   }
 }
 
-/** Reads the payload of a GNU long name/link or PAX header into `ext`. */
-async function readExtension(
-  input: ArchiveInput,
-  block: Buffer,
-  flag: string,
-  ext: Extensions,
-  label: Where,
-): Promise<void> {
+/** Reads the payload of an extension header (`x`, `X`, `g`, `L`, `K`) and its padding. */
+async function readExtension(input: ArchiveInput, block: Buffer, flag: string, label: Where): Promise<Buffer> {
   const size = parseNumber(block, 124, 12, 'size', label);
   if (size > MAX_EXTENSION_BYTES || size < 0) {
     throw new MalformedArchiveError(`tar ${label()}: '${flag}' extension header of ${size} bytes is too large`);
@@ -745,34 +846,45 @@ async function readExtension(
   const where: Where = () => `inside an extension header of ${label()}`;
   const data = await input.bytes(size, where);
   await input.skip(paddingOf(size), where);
-  if (flag === 'L') ext.longName = cString(data, 0, data.length);
-  else if (flag === 'K') ext.longLink = cString(data, 0, data.length);
-  else if (flag === 'x') {
-    ext.recordBytes += size;
-    if (ext.recordBytes > MAX_EXTENSION_BYTES) throw new MalformedArchiveError(`tar ${label()}: PAX headers too large`);
-    for (const record of parsePaxRecords(data, label)) ext.records.push(record);
-  } else {
-    // Global headers would change every later entry; image layers have no business with
-    // them, so (like Docker's tooling) we check them and drop them.
-    parsePaxRecords(data, label);
+  return data;
+}
+
+/**
+ * An entry header with its extensions folded in, and its sparse map read. Not async unless
+ * there is a map to read: a promise per entry costs more than parsing the header.
+ */
+function readEntry(
+  input: ArchiveInput,
+  block: Buffer,
+  flag: string,
+  type: TarEntryType,
+  ext: Extensions,
+  ordinal: number,
+): EntryPlan | Promise<EntryPlan> {
+  const layout = layoutOf(block);
+  const { plan, pax, label } = buildPlan(block, layout, flag, type, ext, ordinal);
+  if (flag === 'S') return applyOldGnuSparse(input, block, layout, plan, label).then(() => plan);
+  if (plan.header.type === 'file' && (pax.sparse.size > 0 || pax.sparsePairs.length > 0)) {
+    return applyPaxSparse(input, pax, plan, label).then(() => plan);
   }
+  return plan;
 }
 
 /** The header fields of an entry, all extensions folded in; sparse maps are read after. */
 function buildPlan(
   block: Buffer,
+  layout: Layout,
   flag: string,
   ustarType: TarEntryType,
   ext: Extensions,
   ordinal: number,
 ): { plan: EntryPlan; pax: Folded; label: Where } {
   let label: Where = () => entryLabel(ordinal, undefined);
-  const layout = layoutOf(block);
   let name = cString(block, 0, 100);
-  if (layout === 'ustar' || layout === 'star') {
-    const prefix = cString(block, 345, layout === 'star' ? 131 : 155);
-    if (prefix.length > 0) name = Buffer.concat([prefix, SLASH, name]);
-  }
+  let prefix: Buffer | undefined;
+  if (layout === 'ustar' || layout === 'star') prefix = cString(block, 345, layout === 'star' ? 131 : 155);
+  else if (layout === 'gnu' && (block[345] !== 0 || block[357] !== 0)) prefix = go17Prefix(block);
+  if (prefix !== undefined && prefix.length > 0) name = Buffer.concat([prefix, SLASH, name]);
   const pax = foldPax(ext.records, label);
   // As in Go's archive/tar, a GNU long name beats a PAX path, and a sparse name beats both.
   name = ext.longName ?? pax.path ?? name;
@@ -780,12 +892,25 @@ function buildPlan(
   const finalName = name;
   label = () => entryLabel(ordinal, finalName);
 
+  // Only regular files (and a dumpdir's listing) have data in the archive, as in POSIX and
+  // Go; a size on a link or a device describes nothing that follows.
+  let hasData = ustarType === 'file' || flag === 'D';
+  let skipsData = false;
   let type = ustarType;
   let end = name.length;
   while (end > 1 && name[end - 1] === 0x2f) end--;
   if (end < name.length) {
-    // Old GNU and v7 mark directories only by the trailing slash of a regular-file entry.
-    if (flag === '0' || flag === '\0') type = 'directory';
+    // v7 and old GNU mark a directory only by the trailing slash of a `\0` entry. Go,
+    // libarchive and Python read no data after it, whatever its size field says. A `0` entry
+    // with a slash is a directory to libarchive and GNU tar too, but its data is there to Go
+    // (which keeps it a file), Python and GNU tar, so we skip that data like them.
+    if (flag === '\0') {
+      type = 'directory';
+      hasData = false;
+    } else if (flag === '0') {
+      type = 'directory';
+      skipsData = true;
+    }
     name = name.subarray(0, end);
   }
 
@@ -803,7 +928,7 @@ function buildPlan(
     gname: pax.gname ?? (hasOwners ? cString(block, 297, 32) : EMPTY),
     devmajor: 0,
     devminor: 0,
-    pax: [...pax.kept],
+    pax: pax.kept.size === 0 ? [] : [...pax.kept.values()],
   };
   if (header.uid < 0 || header.gid < 0) throw new MalformedArchiveError(`tar ${label()}: negative uid or gid`);
   if (type === 'link' || type === 'symlink') header.linkname = ext.longLink ?? pax.linkpath ?? cString(block, 157, 100);
@@ -814,24 +939,53 @@ function buildPlan(
 
   const storedSize = pax.size ?? parseNumber(block, 124, 12, 'size', label);
   if (storedSize < 0) throw new MalformedArchiveError(`tar ${label()}: negative size`);
-  // Only regular files (and a dumpdir's listing) have data in the archive, as in POSIX and
-  // Go; a size on a link or a device describes nothing that follows.
-  const hasData = ustarType === 'file' || flag === 'D';
   const plan: EntryPlan = {
     header,
-    stored: hasData ? storedSize : 0,
-    padding: hasData ? paddingOf(storedSize) : 0,
-    sparse: undefined,
+    stored: hasData && !skipsData ? storedSize : 0,
+    // Data nobody may read is skipped along with the padding.
+    padding: hasData ? (skipsData ? storedSize : 0) + paddingOf(storedSize) : 0,
   };
   if (type === 'file') header.size = storedSize;
   return { plan, pax, label };
 }
 
-async function applyOldGnuSparse(input: ArchiveInput, block: Buffer, plan: EntryPlan, label: Where): Promise<void> {
+/**
+ * Go before 1.8 wrote the ustar prefix into GNU headers, where atime and ctime live. Like
+ * Go's reader, when those fields are not numbers, an ASCII prefix is taken as the prefix.
+ */
+function go17Prefix(block: Buffer): Buffer | undefined {
+  const valid = (offset: number): boolean => block[offset] === 0 || numericFieldValid(block, offset, 12);
+  if (valid(345) && valid(357)) return undefined;
+  const prefix = cString(block, 345, 155);
+  for (const byte of prefix) if (byte >= 0x80) return undefined;
+  return prefix;
+}
+
+/** Whether a numeric field parses as Go parses it: base-256, or octal between spaces and NULs. */
+function numericFieldValid(block: Buffer, offset: number, length: number): boolean {
+  if ((block[offset]! & 0x80) !== 0) return true;
+  let start = offset;
+  let end = offset + length;
+  while (start < end && isSpaceOrNul(block[start])) start++;
+  while (end > start && isSpaceOrNul(block[end - 1])) end--;
+  for (let i = start; i < end; i++) if (block[i]! < 0x30 || block[i]! > 0x37) return false;
+  return true;
+}
+
+async function applyOldGnuSparse(
+  input: ArchiveInput,
+  block: Buffer,
+  layout: Layout,
+  plan: EntryPlan,
+  label: Where,
+): Promise<void> {
+  // star's type S has a different layout; Go refuses it too.
+  if (layout !== 'gnu') throw new MalformedArchiveError(`tar ${label()}: sparse entry (type S) without a GNU header`);
   const segments = await readOldGnuSparse(input, block, label);
-  const realSize = parseNumber(block, 483, 12, 'sparse size', label);
-  plan.sparse = checkSparse(segments, realSize, plan.stored, label);
-  plan.header.size = realSize;
+  const size = parseNumber(block, 483, 12, 'sparse size', label);
+  checkSparse(segments, size, plan.stored, label);
+  plan.header.sparse = { segments };
+  plan.header.size = size;
 }
 
 const SLASH = Buffer.from('/');
@@ -841,7 +995,8 @@ async function applyPaxSparse(input: ArchiveInput, pax: Folded, plan: EntryPlan,
   const major = pax.sparse.get('GNU.sparse.major');
   const minor = pax.sparse.get('GNU.sparse.minor');
   const mapText = pax.sparse.get('GNU.sparse.map');
-  const sizeText = pax.sparse.get('GNU.sparse.realsize') ?? pax.sparse.get('GNU.sparse.size');
+  // Go prefers the 0.x `size` to the 1.0 `realsize` when both are given.
+  const sizeText = pax.sparse.get('GNU.sparse.size') ?? pax.sparse.get('GNU.sparse.realsize');
   const version = major === undefined && minor === undefined ? undefined : `${major}.${minor}`;
   if (version === undefined && mapText === undefined && pax.sparsePairs.length === 0) {
     // Only stray records such as GNU.sparse.numblocks: not a sparse file.
@@ -851,7 +1006,7 @@ async function applyPaxSparse(input: ArchiveInput, pax: Folded, plan: EntryPlan,
     throw new MalformedArchiveError(`tar ${label()}: unsupported GNU sparse version ${version}`);
   }
   if (sizeText === undefined) throw new MalformedArchiveError(`tar ${label()}: GNU sparse file without a real size`);
-  const realSize = parseDecimal(sizeText, 'GNU.sparse size', label);
+  const size = parseDecimal(sizeText, 'GNU.sparse size', label);
 
   let segments: Array<[number, number]>;
   let stored = plan.stored;
@@ -870,7 +1025,8 @@ async function applyPaxSparse(input: ArchiveInput, pax: Folded, plan: EntryPlan,
       throw new MalformedArchiveError(`tar ${label()}: GNU.sparse.numblocks does not match the map`);
     }
   }
-  plan.sparse = checkSparse(segments, realSize, stored, label);
+  checkSparse(segments, size, stored, label);
   plan.stored = stored;
-  plan.header.size = realSize;
+  plan.header.sparse = { segments };
+  plan.header.size = size;
 }

@@ -8,6 +8,7 @@
  * instead of decoding it.
  */
 import { isUtf8 } from 'node:buffer';
+import { paxKeyIs } from './pax-key.js';
 import type { TarEntryType, TarHeader } from './types.js';
 
 const BLOCK = 512;
@@ -78,7 +79,7 @@ export function encodeHeader(header: TarHeader): Buffer {
   octal(block, 108, 8, number('uid', header.uid, MAX_OCTAL_8));
   octal(block, 116, 8, number('gid', header.gid, MAX_OCTAL_8));
   octal(block, 124, 12, number('size', size, MAX_OCTAL_12));
-  const ownMtime = !header.pax.some(([key]) => key === 'mtime');
+  const ownMtime = !header.pax.some(([key]) => paxKeyIs(key, 'mtime'));
   octal(block, 136, 12, ownMtime ? number('mtime', header.mtime, MAX_OCTAL_12) : clamp(header.mtime, MAX_OCTAL_12));
   block[156] = TYPEFLAGS[header.type];
   const isLink = header.type === 'link' || header.type === 'symlink';
@@ -95,7 +96,7 @@ export function encodeHeader(header: TarHeader): Buffer {
 
   if (records.length === 0 && header.pax.length === 0) return block;
   const binary = records.some(([key, value]) => TEXT_KEYS.has(key) && !isUtf8(value));
-  const all: Array<[string, Buffer]> = [
+  const all: Array<[string | Buffer, Buffer]> = [
     ...(binary ? [['hdrcharset', Buffer.from('BINARY')] as [string, Buffer]] : []),
     ...records,
     ...header.pax,
@@ -230,8 +231,8 @@ function check(header: TarHeader): void {
     if (value.includes(0)) throw new RangeError(`tar header ${field} contains a NUL byte`);
   }
   for (const [key] of header.pax) {
-    if (key.length === 0 || key.includes('=') || key.includes('\0')) {
-      throw new RangeError(`invalid PAX key ${JSON.stringify(key)}`);
+    if (key.length === 0 || key.includes(0x3d) || key.includes(0)) {
+      throw new RangeError(`invalid PAX key ${JSON.stringify(key.toString('latin1'))}`);
     }
   }
 }
@@ -285,12 +286,13 @@ function writeChecksum(block: Buffer): void {
   octal(block, 148, 7, sum);
 }
 
-/** One `"%d %s=%s\n"` record, whose decimal length counts its own digits. */
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.byteLength(key) + value.length + 3; // space, '=', newline
+/** One `"%d %s=%s\n"` record, whose decimal length counts its own digits. Key bytes are written as they are. */
+function paxRecord(key: string | Buffer, value: Buffer): Buffer {
+  const keyBytes = typeof key === 'string' ? Buffer.from(key) : key;
+  const body = keyBytes.length + value.length + 3; // space, '=', newline
   let length = body + String(body).length;
   if (String(length).length !== String(length - body).length) length = body + String(length).length;
-  return Buffer.concat([Buffer.from(`${length} ${key}=`), value, Buffer.from('\n')]);
+  return Buffer.concat([Buffer.from(`${length} `), keyBytes, Buffer.from('='), value, Buffer.from('\n')]);
 }
 
 /**
