@@ -18,7 +18,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeHeader, END_OF_ARCHIVE, paddingFor, readTar } from '../../src/streams/tar/index.js';
+import { bodyLength, canStoreSparse, encodeHeader, END_OF_ARCHIVE, paddingFor, readTar } from '../../src/streams/tar/index.js';
+import { parseNumber } from '../../src/streams/tar/layout.js';
+import { encodeHeaderInto } from '../../src/streams/tar/writer.js';
 import type { TarHeader } from '../../src/streams/tar/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ const field = (block: Buffer, offset: number, length: number): string => {
 };
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+const hex = (block: Buffer, offset: number, length: number): string => block.toString('hex', offset, offset + length);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -166,7 +169,7 @@ describe('encodeHeader', () => {
     expect([field(long, 345, 155), field(long, 0, 100)]).toEqual(['p'.repeat(60), `${'q'.repeat(60)}/`]);
   });
 
-  it('moves to PAX what does not fit, leaving 0 in the numeric ustar fields', () => {
+  it('moves to PAX what does not fit, and writes big numbers in base-256 in the ustar field too', () => {
     const name = `${'a'.repeat(120)}/${'b'.repeat(120)}/${'c'.repeat(120)}`;
     const encoded = encodeHeader(
       header({
@@ -190,16 +193,41 @@ describe('encodeHeader', () => {
       ['linkpath', 't'.repeat(101)],
       ['uname', 'u'.repeat(33)],
     ]);
-    expect([field(ustar, 108, 8), field(ustar, 116, 8), field(ustar, 136, 12)]).toEqual(['0000000', '0000000', '00000000000']);
+    // GNU base-256: the top bit marks it; what busybox (which ignores PAX uid) reads.
+    expect(hex(ustar, 108, 8)).toBe('8000000000200000');
+    expect(hex(ustar, 116, 8)).toBe('80000000fffffffe');
+    expect(hex(ustar, 136, 12)).toBe('ffffffffffffffffffffffff'); // -1, two's complement
     expect(field(ustar, 297, 32)).toBe('g'.repeat(32)); // 32 bytes fit, without a NUL
     expect(field(ustar, 0, 100)).toBe(name.slice(0, 100)); // a hint for readers without PAX
   });
 
-  it('writes a PAX size for a body beyond 8 GiB', () => {
+  it('writes a body of 8 GiB and more as a PAX size and a base-256 size field', () => {
     const { records, ustar } = split(encodeHeader(header({ name: 'huge', size: 0o77777777777 + 1 })));
     expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['size', String(0o77777777777 + 1)]]);
-    expect(field(ustar, 124, 12)).toBe('00000000000');
+    expect(hex(ustar, 124, 12)).toBe('800000000000000200000000');
     expect(split(encodeHeader(header({ name: 'max', size: 0o77777777777 }))).records).toEqual([]);
+  });
+
+  it('writes every number the way GNU tar reads it back, octal or base-256', () => {
+    const noLabel = (): string => 'test';
+    for (const mtime of [0, 1, 0o77777777777, 0o77777777777 + 1, -1, -2, -256, -(2 ** 40) - 5, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]) {
+      const { ustar } = split(encodeHeader(header({ name: 'f', mtime })));
+      expect(parseNumber(ustar, 136, 12, 'mtime', noLabel)).toBe(mtime);
+    }
+    for (const id of [0, 0o7777777, 0o7777777 + 1, 3_000_000, 2 ** 32 - 1, Number.MAX_SAFE_INTEGER]) {
+      const { ustar } = split(encodeHeader(header({ name: 'f', uid: id, gid: id })));
+      expect([parseNumber(ustar, 108, 8, 'uid', noLabel), parseNumber(ustar, 116, 8, 'gid', noLabel)]).toEqual([id, id]);
+    }
+    const dev = split(encodeHeader(header({ name: 'd', type: 'block-device', devmajor: 0o10000000, devminor: 2 ** 32 })));
+    expect([parseNumber(dev.ustar, 329, 8, 'devmajor', noLabel), parseNumber(dev.ustar, 337, 8, 'devminor', noLabel)]).toEqual([
+      0o10000000,
+      2 ** 32,
+    ]);
+    const listing = execFileSync('/usr/bin/tar', ['--numeric-owner', '-tvf', '-'], {
+      input: archive([[header({ name: 'old', mtime: -86_400 * 365, uid: 3_000_000, gid: 3_000_001 })]]),
+      env: { ...process.env, TZ: 'UTC' },
+    }).toString();
+    expect(listing).toMatch(/^-rw-r--r-- 3000000\/3000001 +0 1969-01-01 00:00 old\n$/);
   });
 
   it('writes large device numbers as SCHILY records', () => {
@@ -207,18 +235,55 @@ describe('encodeHeader', () => {
     expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['SCHILY.devmajor', '2097152']]);
   });
 
-  it('announces a non-UTF-8 path with hdrcharset=BINARY as the first record, and not a UTF-8 one', () => {
-    const binary = split(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]), pax: [['comment', Buffer.from('c')]] })));
-    expect(binary.records).toEqual([
-      ['hdrcharset', Buffer.from('BINARY')],
-      ['path', Buffer.from([0x6e, 0xff, 0xfe])],
-      ['comment', Buffer.from('c')],
+  it('writes a name or link target that is not UTF-8 as its bytes in ustar fields or GNU long-name records, never in PAX', () => {
+    const short = split(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]), pax: [['comment', Buffer.from('c')]] })));
+    expect(short.records).toEqual([['comment', Buffer.from('c')]]);
+    expect(short.ustar.subarray(0, 4)).toEqual(Buffer.from([0x6e, 0xff, 0xfe, 0]));
+    expect(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]) })).length).toBe(512);
+
+    const dir = Buffer.from('\xe9'.repeat(120), 'latin1');
+    const base = Buffer.from('\xe0'.repeat(90), 'latin1');
+    const splittable = encodeHeader(header({ name: Buffer.concat([dir, Buffer.from('/'), base]) }));
+    expect(splittable.length).toBe(512);
+    expect(splittable.subarray(345, 345 + 121)).toEqual(Buffer.concat([dir, Buffer.alloc(1)]));
+    expect(splittable.subarray(0, 91)).toEqual(Buffer.concat([base, Buffer.alloc(1)]));
+
+    const long = Buffer.from(`d/${'\xe9'.repeat(200)}`, 'latin1');
+    const target = Buffer.from('\xe0'.repeat(150), 'latin1');
+    const encoded = encodeHeader(header({ name: long, type: 'symlink', linkname: target }));
+    // L block, name + NUL in one block, K block, target + NUL, then the entry: no PAX at all.
+    expect(encoded.length).toBe(5 * 512);
+    const [l, k, entry] = [encoded.subarray(0, 512), encoded.subarray(1024, 1536), encoded.subarray(2048)];
+    expect([field(l, 0, 100), String.fromCharCode(l[156]!), field(l, 124, 12), field(l, 257, 8)]).toEqual([
+      '././@LongLink',
+      'L',
+      (long.length + 1).toString(8).padStart(11, '0'),
+      'ustar  ',
     ]);
-    expect(field(binary.ustar, 0, 100)).toBe('n');
+    expect(encoded.subarray(512, 512 + long.length + 1)).toEqual(Buffer.concat([long, Buffer.alloc(1)]));
+    expect([String.fromCharCode(k[156]!), encoded.subarray(1536, 1536 + target.length + 1)]).toEqual(['K', Buffer.concat([target, Buffer.alloc(1)])]);
+    expect([entry.subarray(0, 100), entry.subarray(157, 257), field(entry, 257, 6)]).toEqual([long.subarray(0, 100), target.subarray(0, 100), 'ustar']);
+    expect(encoded.includes('hdrcharset')).toBe(false);
+  });
+
+  it('keeps UTF-8 names that are not ASCII in PAX, as GNU tar and Go do', () => {
     const unicode = split(encodeHeader(header({ name: 'héllo-✓' })));
     expect(unicode.records).toEqual([['path', Buffer.from('héllo-✓')]]);
-    const linkOnly = split(encodeHeader(header({ name: 'l', type: 'symlink', linkname: Buffer.from([0xc3]) })));
-    expect(linkOnly.records.map(([k]) => k)).toEqual(['hdrcharset', 'linkpath']);
+    expect(field(unicode.ustar, 0, 100)).toBe('hllo-');
+    const link = split(encodeHeader(header({ name: 'l', type: 'symlink', linkname: 'cañon' })));
+    expect(link.records).toEqual([['linkpath', Buffer.from('cañon')]]);
+  });
+
+  it('writes owner names that are not UTF-8 in the ustar field when they fit, and leaves them out when not', () => {
+    const fits = split(encodeHeader(header({ name: 'f', uname: Buffer.from('us\xe9r', 'latin1'), gname: Buffer.from('gr\xfcppe', 'latin1') })));
+    expect(fits.records).toEqual([]);
+    expect([fits.ustar.subarray(265, 270), fits.ustar.subarray(297, 304)]).toEqual([
+      Buffer.from('us\xe9r\0', 'latin1'),
+      Buffer.from('gr\xfcppe\0', 'latin1'),
+    ]);
+    const tooLong = split(encodeHeader(header({ name: 'f', uid: 7, uname: Buffer.from('\xe9'.repeat(33), 'latin1'), gname: 'ünïcødé' })));
+    expect(tooLong.records).toEqual([['gname', Buffer.from('ünïcødé')]]);
+    expect(field(tooLong.ustar, 265, 32)).toBe('');
   });
 
   it('counts its own digits in every PAX record length', () => {
@@ -249,7 +314,7 @@ describe('encodeHeader', () => {
   it('keeps a fractional mtime record from the reader instead of generating one', () => {
     const { records, ustar } = split(encodeHeader(header({ name: 'f', mtime: -3, pax: [['mtime', Buffer.from('-2.5')]] })));
     expect(records).toEqual([['mtime', Buffer.from('-2.5')]]);
-    expect(field(ustar, 136, 12)).toBe('00000000000');
+    expect(hex(ustar, 136, 12)).toBe('fffffffffffffffffffffffd');
   });
 
   it('writes only the permission, setuid, setgid and sticky bits', () => {
