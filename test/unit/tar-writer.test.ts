@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   linkSync,
@@ -327,6 +327,133 @@ describe('encodeHeader', () => {
     expect(() => encodeHeader(header({ name: 'f', uid: -1 }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', mtime: 1.5 }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', pax: [['a=b', Buffer.from('c')]] }))).toThrow(RangeError);
+  });
+});
+
+describe('sparse files (PAX sparse format 1.0)', () => {
+  it('writes the same records, ustar fields and map as GNU tar --sparse --format=posix', () => {
+    const dir = freshDir();
+    const path = join(dir, 'sparse');
+    execFileSync('truncate', ['-s', '10M', path]);
+    const data = [Buffer.from('hello'), Buffer.alloc(6000, 'x')];
+    execFileSync('dd', ['of=' + path, 'bs=1', `seek=${1024 * 1024}`, 'conv=notrunc', 'status=none'], { input: data[0] });
+    execFileSync('dd', ['of=' + path, 'bs=1', `seek=${5 * 1024 * 1024}`, 'conv=notrunc', 'status=none'], { input: data[1] });
+    const gnu = execFileSync('/usr/bin/tar', [
+      '--sparse',
+      '--sparse-version=1.0',
+      '--format=posix',
+      '--pax-option=delete=atime,delete=ctime',
+      '--mtime=@1700000000',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      '-',
+      'sparse',
+    ], { cwd: dir });
+    // x header, its records, the ustar header, the map, then the data.
+    const gnuMap = gnu.subarray(1536, 2048);
+    const numbers = gnuMap.toString('latin1').split('\n').slice(0, -1).map(Number);
+    const segments: Array<[number, number]> = [];
+    for (let i = 1; i < numbers.length; i += 2) segments.push([numbers[i]!, numbers[i + 1]!]);
+    expect(segments.at(-1)).toEqual([10 * 1024 * 1024, 0]); // GNU marks the final hole
+    const sparse = header({ name: 'sparse', size: 10 * 1024 * 1024, sparse: { segments } });
+    const ours = encodeHeader(sparse);
+    expect(ours.length).toBe(4 * 512);
+    const { records } = split(ours.subarray(0, 1536));
+    expect(records.map(([k, v]) => `${k}=${v.toString()}`)).toEqual([
+      'GNU.sparse.major=1',
+      'GNU.sparse.minor=0',
+      'GNU.sparse.name=sparse',
+      `GNU.sparse.realsize=${10 * 1024 * 1024}`,
+    ]);
+    expect(ours.subarray(512, 1024)).toEqual(gnu.subarray(512, 1024));
+    const [ourBlock, gnuBlock] = [ours.subarray(1024, 1536), gnu.subarray(1024, 1536)];
+    // GNU puts its process id in the name: ours is a function of the header.
+    expect(field(ourBlock, 0, 100)).toBe('./GNUSparseFile.0/sparse');
+    expect(field(gnuBlock, 0, 100)).toMatch(/^\.\/GNUSparseFile\.\d+\/sparse$/);
+    expect(ourBlock.subarray(100, 148)).toEqual(gnuBlock.subarray(100, 148));
+    expect(ourBlock.subarray(156)).toEqual(gnuBlock.subarray(156));
+    expect(ours.subarray(1536)).toEqual(gnuMap);
+    // The same map without GNU's final empty segment gives the same bytes.
+    expect(encodeHeader({ ...sparse, sparse: { segments: segments.slice(0, -1) } })).toEqual(ours);
+    expect(bodyLength(sparse)).toBe(segments.reduce((sum, [, length]) => sum + length, 0));
+  });
+
+  it('is extracted by GNU tar and bsdtar under a name that is not UTF-8, holes kept', () => {
+    const name = Buffer.from('sp\xe4rse', 'latin1');
+    const segments: Array<[number, number]> = [[8192, 4096], [65536, 100]];
+    const stored = Buffer.concat([Buffer.alloc(4096, 'a'), Buffer.alloc(100, 'b')]);
+    const h = header({ name, size: 1024 * 1024, sparse: { segments } });
+    const encoded = encodeHeader(h);
+    expect(encoded.includes('GNU.sparse.name')).toBe(false); // a PAX text field must be UTF-8
+    const tarball = Buffer.concat([encoded, stored, paddingFor(stored.length), END_OF_ARCHIVE]);
+    const expected = Buffer.alloc(1024 * 1024);
+    stored.copy(expected, 8192, 0, 4096);
+    stored.copy(expected, 65536, 4096);
+    for (const tool of ['/usr/bin/tar', '/usr/bin/bsdtar']) {
+      const dir = freshDir();
+      const result = spawnSync(tool, ['-xf', '-'], { cwd: dir, input: tarball });
+      expect({ tool, status: result.status, stderr: result.stderr.toString() }).toEqual({ tool, status: 0, stderr: '' });
+      const path = Buffer.from(`${dir}/sp\xe4rse`, 'latin1');
+      expect(readdirSync(dir, { encoding: 'buffer' })).toEqual([name]);
+      expect(readFileSync(path).equals(expected)).toBe(true);
+      expect(lstatSync(path).blocks * 512).toBeLessThan(64 * 1024);
+    }
+  });
+
+  it('says how many body bytes follow each header', () => {
+    expect(bodyLength(header({ name: 'f', size: 1234 }))).toBe(1234);
+    expect(bodyLength(header({ name: 'f', size: 1 << 20, sparse: { segments: [[0, 512], [4096, 10]] } }))).toBe(522);
+    expect(bodyLength(header({ name: 'f', size: 1 << 20, sparse: { segments: [] } }))).toBe(0);
+    expect(bodyLength(header({ name: 'd', type: 'directory' }))).toBe(0);
+    expect(bodyLength(header({ name: 'l', type: 'link', linkname: 'f' }))).toBe(0);
+  });
+
+  it('writes a file that is one hole with an empty map ending at its size', () => {
+    const encoded = encodeHeader(header({ name: 'empty', size: 5000, sparse: { segments: [] } }));
+    expect(encoded.subarray(encoded.length - 512).toString('latin1').replace(/\0+$/, '')).toBe('1\n5000\n0\n');
+  });
+
+  it('refuses a map whose data GNU tar would read from other places', () => {
+    // GNU tar reads each segment's data from a block boundary: only the last may end mid-block.
+    expect(canStoreSparse({ segments: [[0, 512], [4096, 100]] })).toBe(true);
+    expect(canStoreSparse({ segments: [[0, 100], [4096, 512]] })).toBe(false);
+    expect(canStoreSparse({ segments: [[0, 1024], [4096, 100], [8192, 0]] })).toBe(true);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[0, 100], [4096, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[4096, 512], [0, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[8000, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'd', type: 'directory', sparse: { segments: [] } }))).toThrow(RangeError);
+  });
+});
+
+describe('encodeHeaderInto', () => {
+  it('writes the same block as encodeHeader for headers that fit ustar, and nothing for the others', () => {
+    const fits = [
+      header({ name: 'a/b/c', size: 12345, uid: 1000, gid: 100, uname: 'alice', gname: 'users', mode: 0o4755 }),
+      header({ name: 'dir', type: 'directory', mode: 0o1777 }),
+      header({ name: 'l', type: 'symlink', linkname: '../x'.repeat(25) }),
+      header({ name: 'n', type: 'character-device', devmajor: 0o7777777, devminor: 3 }),
+      header({ name: 'x'.repeat(100), mtime: 0o77777777777, uid: 0o7777777 }),
+    ];
+    const out = Buffer.alloc(1024, 0xaa);
+    for (const h of fits) {
+      expect(encodeHeaderInto(h, out, 256)).toBe(true);
+      expect(out.subarray(256, 768)).toEqual(encodeHeader(h));
+    }
+    const others = [
+      header({ name: 'f', size: 1 << 20, sparse: { segments: [[0, 512]] } }),
+      header({ name: 'f', uid: 0o7777777 + 1 }),
+      header({ name: 'f', mtime: -1 }),
+      header({ name: Buffer.from([0xff]) }),
+      header({ name: 'x'.repeat(101) }),
+      header({ name: 'f', pax: [['comment', Buffer.from('c')]] }),
+    ];
+    for (const h of others) {
+      const before = Buffer.from(out);
+      expect(encodeHeaderInto(h, out, 256)).toBe(false);
+      expect(out).toEqual(before);
+    }
   });
 });
 
