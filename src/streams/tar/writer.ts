@@ -67,7 +67,7 @@ export function bodyLength(header: TarHeader): number {
 }
 
 /**
- * The blocks that precede an entry's body: GNU long-name records and a PAX `x` header when
+ * The blocks that precede an entry's body: a PAX `x` header and GNU long-name records when
  * some field does not fit ustar, then the ustar header, then (sparse files) the sparse map.
  * Follow it with {@link bodyLength}(`header`) body bytes and their {@link paddingFor}.
  *
@@ -126,7 +126,7 @@ export function encodeHeader(header: TarHeader): Buffer {
   writeChecksum(block);
 
   if (out.isEmpty() && header.pax.length === 0 && sparseMap === undefined) return block;
-  const parts = out.longNames;
+  const parts: Buffer[] = [];
   if (out.records.length > 0 || header.pax.length > 0) {
     const payload = Buffer.concat([
       ...out.records.map(([key, value]) => paxRecord(key, value)),
@@ -134,7 +134,8 @@ export function encodeHeader(header: TarHeader): Buffer {
     ]);
     parts.push(paxHeaderBlock(name, payload.length), payload, paddingFor(payload.length));
   }
-  parts.push(block);
+  // After the PAX header: tar2sqfs forgets a long name that comes before one.
+  parts.push(...out.longNames, block);
   if (sparseMap !== undefined) parts.push(sparseMap);
   return Buffer.concat(parts);
 }
