@@ -286,6 +286,50 @@ describe('encodeHeader', () => {
     expect(field(tooLong.ustar, 265, 32)).toBe('');
   });
 
+  it("rewrites bsdtar's records GNU tar warns about: LIBARCHIVE.xattr as SCHILY.xattr, no SCHILY.dev/ino/nlink", () => {
+    const b64 = (text: string): Buffer => Buffer.from(Buffer.from(text).toString('base64').replace(/=+$/, ''));
+    const pax: TarHeader['pax'] = [
+      ['SCHILY.dev', Buffer.from('2049')],
+      ['SCHILY.ino', Buffer.from('1234')],
+      ['SCHILY.nlink', Buffer.from('1')],
+      ['LIBARCHIVE.xattr.user.only%20libarchive', b64('value one')],
+      ['SCHILY.xattr.user.both', Buffer.from('schily wins')],
+      ['LIBARCHIVE.xattr.user.both', b64('libarchive copy')],
+      ['LIBARCHIVE.xattr.user.a%3Db', b64('kept: = cannot be in a key')],
+      ['SCHILY.fflags', Buffer.from('nodump')],
+    ];
+    const { records } = split(encodeHeader(header({ name: 'f', size: 1, pax })));
+    expect(records.map(([k, v]) => `${k}=${v.toString()}`)).toEqual([
+      'SCHILY.xattr.user.only libarchive=value one',
+      'SCHILY.xattr.user.both=schily wins',
+      `LIBARCHIVE.xattr.user.a%3Db=${b64('kept: = cannot be in a key').toString()}`,
+      'SCHILY.fflags=nodump',
+    ]);
+    const only = [pax[0]!, pax[1]!, pax[3]!];
+    const tarball = archive([[header({ name: 'g', size: 1, pax: only }), Buffer.from('g')]]);
+    const dir = freshDir();
+    const gnu = spawnSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '-xf', '-'], { cwd: dir, input: tarball });
+    expect({ status: gnu.status, stderr: gnu.stderr.toString() }).toEqual({ status: 0, stderr: '' });
+    expect(execFileSync('getfattr', ['--only-values', '-n', 'user.only libarchive', join(dir, 'g')]).toString()).toBe('value one');
+    expect(split(encodeHeader(header({ name: 'h', pax: [pax[0]!] }))).pax).toBeUndefined(); // nothing left to say
+  });
+
+  it('turns a layer written by bsdtar into a tar GNU tar extracts without a warning, xattrs kept', async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'x'), 'hi');
+    execFileSync('setfattr', ['-n', 'user.k', '-v', 'v', join(dir, 'x')]);
+    const layer = execFileSync('/usr/bin/bsdtar', ['--format=pax', '-cf', '-', 'x'], { cwd: dir });
+    expect(layer.includes('LIBARCHIVE.xattr.user.k=')).toBe(true); // beside SCHILY.xattr.user.k
+    const entries = await readAll(layer);
+    const out = freshDir();
+    const gnu = spawnSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '-xf', '-'], {
+      cwd: out,
+      input: archive(entries.map((e): Entry => [e.header, e.body])),
+    });
+    expect({ status: gnu.status, stderr: gnu.stderr.toString() }).toEqual({ status: 0, stderr: '' });
+    expect(execFileSync('getfattr', ['--only-values', '-n', 'user.k', join(out, 'x')]).toString()).toBe('v');
+  });
+
   it('counts its own digits in every PAX record length', () => {
     // Value sizes around the 9/10 and 99/100 and 999/1000 boundaries.
     for (const size of [0, 1, 2, 3, 4, 5, 85, 86, 87, 88, 89, 90, 985, 986, 987, 988, 989]) {

@@ -125,13 +125,11 @@ export function encodeHeader(header: TarHeader): Buffer {
   out.number(block, 'SCHILY.devminor', FIELD.devminor, isDevice ? header.devminor : 0);
   writeChecksum(block);
 
-  if (out.isEmpty() && header.pax.length === 0 && sparseMap === undefined) return block;
+  const own = header.pax.length === 0 ? [] : forGnuTar(header.pax);
+  if (out.isEmpty() && own.length === 0 && sparseMap === undefined) return block;
   const parts: Buffer[] = [];
-  if (out.records.length > 0 || header.pax.length > 0) {
-    const payload = Buffer.concat([
-      ...out.records.map(([key, value]) => paxRecord(key, value)),
-      ...header.pax.map(([key, value]) => paxRecord(paxKeyBytes(key), value)),
-    ]);
+  if (out.records.length > 0 || own.length > 0) {
+    const payload = Buffer.concat([...out.records, ...own].map(([key, value]) => paxRecord(key, value)));
     parts.push(paxHeaderBlock(name, payload.length), payload, paddingFor(payload.length));
   }
   // After the PAX header: tar2sqfs forgets a long name that comes before one.
@@ -323,6 +321,57 @@ function paxKeyBytes(key: PaxKey): Buffer {
 
 function paxKeyIs(key: PaxKey, name: string): boolean {
   return paxKeyBytes(key).toString('latin1') === name;
+}
+
+const SCHILY_XATTR = 'SCHILY.xattr.';
+const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
+/** Where the archived file lay on its source filesystem: nothing an extractor restores. */
+const SOURCE_ONLY = new Set(['SCHILY.dev', 'SCHILY.ino', 'SCHILY.nlink']);
+
+/**
+ * The entry's own PAX records as GNU tar reads them without "Ignoring unknown extended header
+ * keyword" (once per entry): bsdtar's `LIBARCHIVE.xattr.NAME` (name %-encoded, value base64)
+ * becomes the `SCHILY.xattr.NAME` (raw bytes) that GNU tar, bsdtar and Go all read, or goes
+ * when bsdtar wrote that one too; bsdtar's `SCHILY.dev`/`ino`/`nlink` go. Anything else is
+ * kept as it is, known to GNU tar or not (`SCHILY.fflags` holds chattr flags bsdtar restores).
+ */
+function forGnuTar(pax: TarHeader['pax']): Array<[key: Buffer, value: Buffer]> {
+  const keys = pax.map(([key]) => paxKeyBytes(key).toString('latin1'));
+  const xattrs = new Set(keys.filter((key) => key.startsWith(SCHILY_XATTR)).map((key) => key.slice(SCHILY_XATTR.length)));
+  const out: Array<[Buffer, Buffer]> = [];
+  pax.forEach(([, value], i) => {
+    const key = keys[i]!;
+    if (SOURCE_ONLY.has(key)) return;
+    if (key.startsWith(LIBARCHIVE_XATTR)) {
+      const name = percentDecoded(key.slice(LIBARCHIVE_XATTR.length));
+      // A name with '=' or NUL cannot be a PAX key: only the LIBARCHIVE form can carry it.
+      if (name !== undefined && name.length > 0 && !name.includes('=') && !name.includes('\0')) {
+        if (!xattrs.has(name)) {
+          xattrs.add(name);
+          out.push([Buffer.from(SCHILY_XATTR + name, 'latin1'), Buffer.from(value.toString('latin1'), 'base64')]);
+        }
+        return;
+      }
+    }
+    out.push([Buffer.from(key, 'latin1'), value]);
+  });
+  return out;
+}
+
+/** `%XX` escapes decoded to the bytes they stand for (as latin1 chars); undefined if malformed. */
+function percentDecoded(text: string): string | undefined {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] !== '%') {
+      out += text[i];
+      continue;
+    }
+    const hex = text.slice(i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) return undefined;
+    out += String.fromCharCode(parseInt(hex, 16));
+    i += 2;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
