@@ -261,25 +261,18 @@ export function encodeHeaderInto(header: TarHeader, out: Buffer, offset: number)
     out[offset + name.length] = 0x2f;
     sum += 0x2f;
   }
-  sum += writeOctal(out, offset + 100, 8, header.mode & 0o7777);
-  sum += writeOctal(out, offset + 108, 8, uid);
-  sum += writeOctal(out, offset + 116, 8, gid);
-  sum += writeOctal(out, offset + 124, 12, size);
-  sum += writeOctal(out, offset + 136, 12, mtime);
-  out[offset + 156] = typeflag;
-  if (isLink) sum += copyBytes(linkname, out, offset + 157);
-  // 'ustar\0' '00'
-  out[offset + 257] = 0x75;
-  out[offset + 258] = 0x73;
-  out[offset + 259] = 0x74;
-  out[offset + 260] = 0x61;
-  out[offset + 261] = 0x72;
-  out[offset + 263] = 0x30;
-  out[offset + 264] = 0x30;
-  sum += copyBytes(uname, out, offset + 265);
-  sum += copyBytes(gname, out, offset + 297);
-  sum += writeOctal(out, offset + 329, 8, isDevice ? devmajor : 0);
-  sum += writeOctal(out, offset + 337, 8, isDevice ? devminor : 0);
+  sum += writeOctal(out, offset + FIELD.mode.offset, 8, header.mode & 0o7777);
+  sum += writeOctal(out, offset + FIELD.uid.offset, 8, uid);
+  sum += writeOctal(out, offset + FIELD.gid.offset, 8, gid);
+  sum += writeOctal(out, offset + FIELD.size.offset, 12, size);
+  sum += writeOctal(out, offset + FIELD.mtime.offset, 12, mtime);
+  out[offset + FIELD.typeflag.offset] = typeflag;
+  if (isLink) sum += copyBytes(linkname, out, offset + FIELD.linkname.offset);
+  copyBytes(USTAR_MAGIC, out, offset + FIELD.magic.offset);
+  sum += copyBytes(uname, out, offset + FIELD.uname.offset);
+  sum += copyBytes(gname, out, offset + FIELD.gname.offset);
+  sum += writeOctal(out, offset + FIELD.devmajor.offset, 8, isDevice ? devmajor : 0);
+  sum += writeOctal(out, offset + FIELD.devminor.offset, 8, isDevice ? devminor : 0);
   writeChecksumField(out, offset, sum);
   return true;
 }
