@@ -18,6 +18,8 @@
  * - Numbers out of octal range: a PAX record (`uid`, `size`, `SCHILY.devmajor`…) AND the
  *   ustar field in GNU base-256, as libarchive does; busybox reads only the latter.
  * - Sparse files: PAX sparse format 1.0, as GNU tar `--sparse --format=posix` writes it.
+ * - The entry's own PAX records as they are, but for bsdtar's that GNU tar warns about and
+ *   that say nothing SCHILY records do not (see {@link forGnuTar}).
  */
 import { isUtf8 } from 'node:buffer';
 import {
@@ -87,7 +89,7 @@ export function encodeHeader(header: TarHeader): Buffer {
 
   let sparseMap: Buffer | undefined;
   let storedSize = header.type === 'file' ? header.size : 0;
-  if (sparse === undefined) out.path(block, name, 'path', 0x4c);
+  if (sparse === undefined) out.path(block, name);
   else {
     const segments = withFinalHole(sparse, header.size);
     sparseMap = encodeSparseMap(segments);
@@ -99,11 +101,11 @@ export function encodeHeader(header: TarHeader): Buffer {
       // instead of a wrong file at the real one.
       out.record('GNU.sparse.name', name);
       out.record('GNU.sparse.realsize', String(header.size));
-      out.path(block, sparseFileName(name), 'path', 0x4c);
+      out.path(block, sparseFileName(name));
     } else {
       // GNU.sparse.name is PAX text; the real name then goes where non-UTF-8 names go.
       out.record('GNU.sparse.realsize', String(header.size));
-      out.path(block, name, 'path', 0x4c);
+      out.path(block, name);
     }
   }
   writeOctal(block, FIELD.mode.offset, 8, header.mode & 0o7777);
@@ -155,20 +157,20 @@ class Extensions {
   }
 
   /** The name: name field, prefix and name fields, PAX `path` or GNU `L`. */
-  path(block: Buffer, name: Buffer, key: string, longType: number): void {
+  path(block: Buffer, name: Buffer): void {
     const { offset, length } = FIELD.name;
     if (isAscii(name)) {
       if (name.length <= length) return void name.copy(block, offset);
       if (this.split(block, name)) return;
-      this.record(key, name);
+      this.record('path', name);
       name.copy(block, offset, 0, length); // a hint for readers without PAX
     } else if (isUtf8(name)) {
-      this.record(key, name);
+      this.record('path', name);
       asciiOnly(name).copy(block, offset, 0, length);
     } else {
       if (name.length <= length) return void name.copy(block, offset);
       if (this.split(block, name)) return;
-      this.longName(longType, name);
+      this.longName(0x4c, name);
       name.copy(block, offset, 0, length);
     }
   }
