@@ -146,7 +146,8 @@ export function checksumMatches(block: Buffer, label: () => string): boolean {
   return stored === unsigned - 256 * high;
 }
 
-function isSpaceOrNul(byte: number | undefined): boolean {
+/** Octal fields may be padded with spaces or NULs (both seen in the wild). */
+export function isSpaceOrNul(byte: number | undefined): boolean {
   return byte === 0x20 || byte === 0;
 }
 
