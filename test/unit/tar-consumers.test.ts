@@ -173,7 +173,8 @@ function hardlink(name: Buffer, target: Entry): Entry {
 }
 
 function tree(): Entry[] {
-  const short = file(latin1Short, 'latin-1 name');
+  // A non-UTF-8 name in the ustar field, with a PAX header for something else.
+  const short = file(latin1Short, 'latin-1 name', { pax: [[key('SCHILY.xattr.user.short'), Buffer.from('s')]] });
   // A GNU long name and a PAX header for the same entry.
   const long = file(latin1Long, 'long latin-1 name', {
     uid: 3_000_000,
@@ -393,6 +394,7 @@ function expectXattrs(root: string): void {
   expect(xattrsOf(join(root, 'root/cap'))).toEqual(CAP_XATTRS);
   // Its hardlink, whose ASCII name a command line can carry (Node passes arguments as UTF-8).
   expect(xattrsOf(join(root, 'root/hard-long'))).toEqual(LATIN_XATTRS);
+  expect(xattrsOf(join(root, 'root/hard'))).toEqual({ 'user.short': hex(Buffer.from('s')) });
 }
 
 /** Runs a tool; its stderr must be empty and its exit status 0. */
