@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   linkSync,
@@ -18,7 +18,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeHeader, END_OF_ARCHIVE, paddingFor, readTar } from '../../src/streams/tar/index.js';
+import { bodyLength, canStoreSparse, encodeHeader, END_OF_ARCHIVE, paddingFor, paxKey, paxKeyIs, readTar } from '../../src/streams/tar/index.js';
+import { parseNumber } from '../../src/streams/tar/layout.js';
+import { encodeHeaderInto } from '../../src/streams/tar/writer.js';
 import type { TarHeader } from '../../src/streams/tar/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -117,7 +119,14 @@ const field = (block: Buffer, offset: number, length: number): string => {
   return raw.toString('latin1', 0, nul < 0 ? length : nul);
 };
 
+/**
+ * A PAX key as TarHeader.pax spells it: the one line to change when keys become bytes
+ * (contract A: `paxKey` from pax-key.ts).
+ */
+const key = (text: string): TarHeader['pax'][number][0] => paxKey(text);
+
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+const hex = (block: Buffer, offset: number, length: number): string => block.toString('hex', offset, offset + length);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -166,7 +175,7 @@ describe('encodeHeader', () => {
     expect([field(long, 345, 155), field(long, 0, 100)]).toEqual(['p'.repeat(60), `${'q'.repeat(60)}/`]);
   });
 
-  it('moves to PAX what does not fit, leaving 0 in the numeric ustar fields', () => {
+  it('moves to PAX what does not fit, and writes big numbers in base-256 in the ustar field too', () => {
     const name = `${'a'.repeat(120)}/${'b'.repeat(120)}/${'c'.repeat(120)}`;
     const encoded = encodeHeader(
       header({
@@ -190,16 +199,41 @@ describe('encodeHeader', () => {
       ['linkpath', 't'.repeat(101)],
       ['uname', 'u'.repeat(33)],
     ]);
-    expect([field(ustar, 108, 8), field(ustar, 116, 8), field(ustar, 136, 12)]).toEqual(['0000000', '0000000', '00000000000']);
+    // GNU base-256: the top bit marks it; what busybox (which ignores PAX uid) reads.
+    expect(hex(ustar, 108, 8)).toBe('8000000000200000');
+    expect(hex(ustar, 116, 8)).toBe('80000000fffffffe');
+    expect(hex(ustar, 136, 12)).toBe('ffffffffffffffffffffffff'); // -1, two's complement
     expect(field(ustar, 297, 32)).toBe('g'.repeat(32)); // 32 bytes fit, without a NUL
     expect(field(ustar, 0, 100)).toBe(name.slice(0, 100)); // a hint for readers without PAX
   });
 
-  it('writes a PAX size for a body beyond 8 GiB', () => {
+  it('writes a body of 8 GiB and more as a PAX size and a base-256 size field', () => {
     const { records, ustar } = split(encodeHeader(header({ name: 'huge', size: 0o77777777777 + 1 })));
     expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['size', String(0o77777777777 + 1)]]);
-    expect(field(ustar, 124, 12)).toBe('00000000000');
+    expect(hex(ustar, 124, 12)).toBe('800000000000000200000000');
     expect(split(encodeHeader(header({ name: 'max', size: 0o77777777777 }))).records).toEqual([]);
+  });
+
+  it('writes every number the way GNU tar reads it back, octal or base-256', () => {
+    const noLabel = (): string => 'test';
+    for (const mtime of [0, 1, 0o77777777777, 0o77777777777 + 1, -1, -2, -256, -(2 ** 40) - 5, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]) {
+      const { ustar } = split(encodeHeader(header({ name: 'f', mtime })));
+      expect(parseNumber(ustar, 136, 12, 'mtime', noLabel)).toBe(mtime);
+    }
+    for (const id of [0, 0o7777777, 0o7777777 + 1, 3_000_000, 2 ** 32 - 1, Number.MAX_SAFE_INTEGER]) {
+      const { ustar } = split(encodeHeader(header({ name: 'f', uid: id, gid: id })));
+      expect([parseNumber(ustar, 108, 8, 'uid', noLabel), parseNumber(ustar, 116, 8, 'gid', noLabel)]).toEqual([id, id]);
+    }
+    const dev = split(encodeHeader(header({ name: 'd', type: 'block-device', devmajor: 0o10000000, devminor: 2 ** 32 })));
+    expect([parseNumber(dev.ustar, 329, 8, 'devmajor', noLabel), parseNumber(dev.ustar, 337, 8, 'devminor', noLabel)]).toEqual([
+      0o10000000,
+      2 ** 32,
+    ]);
+    const listing = execFileSync('/usr/bin/tar', ['--numeric-owner', '-tvf', '-'], {
+      input: archive([[header({ name: 'old', mtime: -86_400 * 365, uid: 3_000_000, gid: 3_000_001 })]]),
+      env: { ...process.env, TZ: 'UTC' },
+    }).toString();
+    expect(listing).toMatch(/^-rw-r--r-- 3000000\/3000001 +0 1969-01-01 00:00 old\n$/);
   });
 
   it('writes large device numbers as SCHILY records', () => {
@@ -207,25 +241,109 @@ describe('encodeHeader', () => {
     expect(records.map(([k, v]) => [k, v.toString()])).toEqual([['SCHILY.devmajor', '2097152']]);
   });
 
-  it('announces a non-UTF-8 path with hdrcharset=BINARY as the first record, and not a UTF-8 one', () => {
-    const binary = split(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]), pax: [[Buffer.from('comment'), Buffer.from('c')]] })));
-    expect(binary.records).toEqual([
-      ['hdrcharset', Buffer.from('BINARY')],
-      ['path', Buffer.from([0x6e, 0xff, 0xfe])],
-      ['comment', Buffer.from('c')],
+  it('writes a name or link target that is not UTF-8 as its bytes in ustar fields or GNU long-name records, never in PAX', () => {
+    const short = split(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]), pax: [[key('comment'), Buffer.from('c')]] })));
+    expect(short.records).toEqual([['comment', Buffer.from('c')]]);
+    expect(short.ustar.subarray(0, 4)).toEqual(Buffer.from([0x6e, 0xff, 0xfe, 0]));
+    expect(encodeHeader(header({ name: Buffer.from([0x6e, 0xff, 0xfe]) })).length).toBe(512);
+
+    const dir = Buffer.from('\xe9'.repeat(120), 'latin1');
+    const base = Buffer.from('\xe0'.repeat(90), 'latin1');
+    const splittable = encodeHeader(header({ name: Buffer.concat([dir, Buffer.from('/'), base]) }));
+    expect(splittable.length).toBe(512);
+    expect(splittable.subarray(345, 345 + 121)).toEqual(Buffer.concat([dir, Buffer.alloc(1)]));
+    expect(splittable.subarray(0, 91)).toEqual(Buffer.concat([base, Buffer.alloc(1)]));
+
+    const long = Buffer.from(`d/${'\xe9'.repeat(200)}`, 'latin1');
+    const target = Buffer.from('\xe0'.repeat(150), 'latin1');
+    const encoded = encodeHeader(header({ name: long, type: 'symlink', linkname: target }));
+    // L block, name + NUL in one block, K block, target + NUL, then the entry: no PAX at all.
+    expect(encoded.length).toBe(5 * 512);
+    const [l, k, entry] = [encoded.subarray(0, 512), encoded.subarray(1024, 1536), encoded.subarray(2048)];
+    expect([field(l, 0, 100), String.fromCharCode(l[156]!), field(l, 124, 12), field(l, 257, 8)]).toEqual([
+      '././@LongLink',
+      'L',
+      (long.length + 1).toString(8).padStart(11, '0'),
+      'ustar  ',
     ]);
-    expect(field(binary.ustar, 0, 100)).toBe('n');
+    expect(encoded.subarray(512, 512 + long.length + 1)).toEqual(Buffer.concat([long, Buffer.alloc(1)]));
+    expect([String.fromCharCode(k[156]!), encoded.subarray(1536, 1536 + target.length + 1)]).toEqual(['K', Buffer.concat([target, Buffer.alloc(1)])]);
+    expect([entry.subarray(0, 100), entry.subarray(157, 257), field(entry, 257, 6)]).toEqual([long.subarray(0, 100), target.subarray(0, 100), 'ustar']);
+    expect(encoded.includes('hdrcharset')).toBe(false);
+  });
+
+  it('keeps UTF-8 names that are not ASCII in PAX, as GNU tar and Go do', () => {
     const unicode = split(encodeHeader(header({ name: 'héllo-✓' })));
     expect(unicode.records).toEqual([['path', Buffer.from('héllo-✓')]]);
-    const linkOnly = split(encodeHeader(header({ name: 'l', type: 'symlink', linkname: Buffer.from([0xc3]) })));
-    expect(linkOnly.records.map(([k]) => k)).toEqual(['hdrcharset', 'linkpath']);
+    expect(field(unicode.ustar, 0, 100)).toBe('hllo-');
+    const link = split(encodeHeader(header({ name: 'l', type: 'symlink', linkname: 'cañon' })));
+    expect(link.records).toEqual([['linkpath', Buffer.from('cañon')]]);
+  });
+
+  it('writes owner names that are not UTF-8 in the ustar field when they fit, and leaves them out when not', () => {
+    const fits = split(encodeHeader(header({ name: 'f', uname: Buffer.from('us\xe9r', 'latin1'), gname: Buffer.from('gr\xfcppe', 'latin1') })));
+    expect(fits.records).toEqual([]);
+    expect([fits.ustar.subarray(265, 270), fits.ustar.subarray(297, 304)]).toEqual([
+      Buffer.from('us\xe9r\0', 'latin1'),
+      Buffer.from('gr\xfcppe\0', 'latin1'),
+    ]);
+    const tooLong = split(encodeHeader(header({ name: 'f', uid: 7, uname: Buffer.from('\xe9'.repeat(33), 'latin1'), gname: 'ünïcødé' })));
+    expect(tooLong.records).toEqual([['gname', Buffer.from('ünïcødé')]]);
+    expect(field(tooLong.ustar, 265, 32)).toBe('');
+  });
+
+  it("drops bsdtar's records GNU tar warns about that say nothing new: a LIBARCHIVE.xattr twin of a SCHILY.xattr, SCHILY.dev/ino/nlink", () => {
+    const b64 = (text: string): Buffer => Buffer.from(Buffer.from(text).toString('base64').replace(/=+$/, ''));
+    const pax: TarHeader['pax'] = [
+      [key('SCHILY.dev'), Buffer.from('2049')],
+      [key('SCHILY.ino'), Buffer.from('1234')],
+      [key('SCHILY.nlink'), Buffer.from('1')],
+      [key('LIBARCHIVE.xattr.user.only%20libarchive'), b64('value one')],
+      [key('SCHILY.xattr.user.both'), Buffer.from('schily wins')],
+      [key('LIBARCHIVE.xattr.user.both'), b64('libarchive copy')],
+      [key('SCHILY.xattr.user.a b'), Buffer.from('spaced')],
+      [key('LIBARCHIVE.xattr.user.a%20b'), b64('spaced')],
+      [key('SCHILY.fflags'), Buffer.from('nodump')],
+    ];
+    const { records } = split(encodeHeader(header({ name: 'f', size: 1, pax })));
+    // A LIBARCHIVE.xattr with no SCHILY twin stays: Docker and containerd do not apply it, so
+    // it must not become a SCHILY.xattr that they would.
+    expect(records.map(([k, v]) => `${k}=${v.toString()}`)).toEqual([
+      `LIBARCHIVE.xattr.user.only%20libarchive=${b64('value one').toString()}`,
+      'SCHILY.xattr.user.both=schily wins',
+      'SCHILY.xattr.user.a b=spaced',
+      'SCHILY.fflags=nodump',
+    ]);
+    const twins = [pax[0]!, pax[1]!, pax[4]!, pax[5]!];
+    const tarball = archive([[header({ name: 'g', size: 1, pax: twins }), Buffer.from('g')]]);
+    const dir = freshDir();
+    const gnu = spawnSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '-xf', '-'], { cwd: dir, input: tarball });
+    expect({ status: gnu.status, stderr: gnu.stderr.toString() }).toEqual({ status: 0, stderr: '' });
+    expect(execFileSync('getfattr', ['--only-values', '-n', 'user.both', join(dir, 'g')]).toString()).toBe('schily wins');
+    expect(split(encodeHeader(header({ name: 'h', pax: [pax[0]!] }))).pax).toBeUndefined(); // nothing left to say
+  });
+
+  it('turns a layer written by bsdtar into a tar GNU tar extracts without a warning, xattrs kept', async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'x'), 'hi');
+    execFileSync('setfattr', ['-n', 'user.k', '-v', 'v', join(dir, 'x')]);
+    const layer = execFileSync('/usr/bin/bsdtar', ['--format=pax', '-cf', '-', 'x'], { cwd: dir });
+    expect(layer.includes('LIBARCHIVE.xattr.user.k=')).toBe(true); // beside SCHILY.xattr.user.k
+    const entries = await readAll(layer);
+    const out = freshDir();
+    const gnu = spawnSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '-xf', '-'], {
+      cwd: out,
+      input: archive(entries.map((e): Entry => [e.header, e.body])),
+    });
+    expect({ status: gnu.status, stderr: gnu.stderr.toString() }).toEqual({ status: 0, stderr: '' });
+    expect(execFileSync('getfattr', ['--only-values', '-n', 'user.k', join(out, 'x')]).toString()).toBe('v');
   });
 
   it('counts its own digits in every PAX record length', () => {
     // Value sizes around the 9/10 and 99/100 and 999/1000 boundaries.
     for (const size of [0, 1, 2, 3, 4, 5, 85, 86, 87, 88, 89, 90, 985, 986, 987, 988, 989]) {
       const value = Buffer.alloc(size, 0xff);
-      const { records } = split(encodeHeader(header({ name: 'f', pax: [[Buffer.from('k'), value]] })));
+      const { records } = split(encodeHeader(header({ name: 'f', pax: [[key('k'), value]] })));
       expect(records).toEqual([['k', value]]);
     }
   });
@@ -247,9 +365,9 @@ describe('encodeHeader', () => {
   });
 
   it('keeps a fractional mtime record from the reader instead of generating one', () => {
-    const { records, ustar } = split(encodeHeader(header({ name: 'f', mtime: -3, pax: [[Buffer.from('mtime'), Buffer.from('-2.5')]] })));
+    const { records, ustar } = split(encodeHeader(header({ name: 'f', mtime: -3, pax: [[key('mtime'), Buffer.from('-2.5')]] })));
     expect(records).toEqual([['mtime', Buffer.from('-2.5')]]);
-    expect(field(ustar, 136, 12)).toBe('00000000000');
+    expect(hex(ustar, 136, 12)).toBe('fffffffffffffffffffffffd');
   });
 
   it('writes only the permission, setuid, setgid and sticky bits', () => {
@@ -261,7 +379,134 @@ describe('encodeHeader', () => {
     expect(() => encodeHeader(header({ name: 'd', type: 'directory', size: 1 }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', uid: -1 }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', mtime: 1.5 }))).toThrow(RangeError);
-    expect(() => encodeHeader(header({ name: 'f', pax: [[Buffer.from('a=b'), Buffer.from('c')]] }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', pax: [[key('a=b'), Buffer.from('c')]] }))).toThrow(RangeError);
+  });
+});
+
+describe('sparse files (PAX sparse format 1.0)', () => {
+  it('writes the same records, ustar fields and map as GNU tar --sparse --format=posix', () => {
+    const dir = freshDir();
+    const path = join(dir, 'sparse');
+    execFileSync('truncate', ['-s', '10M', path]);
+    const data = [Buffer.from('hello'), Buffer.alloc(6000, 'x')];
+    execFileSync('dd', ['of=' + path, 'bs=1', `seek=${1024 * 1024}`, 'conv=notrunc', 'status=none'], { input: data[0] });
+    execFileSync('dd', ['of=' + path, 'bs=1', `seek=${5 * 1024 * 1024}`, 'conv=notrunc', 'status=none'], { input: data[1] });
+    const gnu = execFileSync('/usr/bin/tar', [
+      '--sparse',
+      '--sparse-version=1.0',
+      '--format=posix',
+      '--pax-option=delete=atime,delete=ctime',
+      '--mtime=@1700000000',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      '-',
+      'sparse',
+    ], { cwd: dir });
+    // x header, its records, the ustar header, the map, then the data.
+    const gnuMap = gnu.subarray(1536, 2048);
+    const numbers = gnuMap.toString('latin1').split('\n').slice(0, -1).map(Number);
+    const segments: Array<[number, number]> = [];
+    for (let i = 1; i < numbers.length; i += 2) segments.push([numbers[i]!, numbers[i + 1]!]);
+    expect(segments.at(-1)).toEqual([10 * 1024 * 1024, 0]); // GNU marks the final hole
+    const sparse = header({ name: 'sparse', size: 10 * 1024 * 1024, sparse: { segments } });
+    const ours = encodeHeader(sparse);
+    expect(ours.length).toBe(4 * 512);
+    const { records } = split(ours.subarray(0, 1536));
+    expect(records.map(([k, v]) => `${k}=${v.toString()}`)).toEqual([
+      'GNU.sparse.major=1',
+      'GNU.sparse.minor=0',
+      'GNU.sparse.name=sparse',
+      `GNU.sparse.realsize=${10 * 1024 * 1024}`,
+    ]);
+    expect(ours.subarray(512, 1024)).toEqual(gnu.subarray(512, 1024));
+    const [ourBlock, gnuBlock] = [ours.subarray(1024, 1536), gnu.subarray(1024, 1536)];
+    // GNU puts its process id in the name: ours is a function of the header.
+    expect(field(ourBlock, 0, 100)).toBe('./GNUSparseFile.0/sparse');
+    expect(field(gnuBlock, 0, 100)).toMatch(/^\.\/GNUSparseFile\.\d+\/sparse$/);
+    expect(ourBlock.subarray(100, 148)).toEqual(gnuBlock.subarray(100, 148));
+    expect(ourBlock.subarray(156)).toEqual(gnuBlock.subarray(156));
+    expect(ours.subarray(1536)).toEqual(gnuMap);
+    // The same map without GNU's final empty segment gives the same bytes.
+    expect(encodeHeader({ ...sparse, sparse: { segments: segments.slice(0, -1) } })).toEqual(ours);
+    expect(bodyLength(sparse)).toBe(segments.reduce((sum, [, length]) => sum + length, 0));
+  });
+
+  it('is extracted by GNU tar and bsdtar under a name that is not UTF-8, holes kept', () => {
+    const name = Buffer.from('sp\xe4rse', 'latin1');
+    const segments: Array<[number, number]> = [[8192, 4096], [65536, 100]];
+    const stored = Buffer.concat([Buffer.alloc(4096, 'a'), Buffer.alloc(100, 'b')]);
+    const h = header({ name, size: 1024 * 1024, sparse: { segments } });
+    const encoded = encodeHeader(h);
+    expect(encoded.includes('GNU.sparse.name')).toBe(false); // a PAX text field must be UTF-8
+    const tarball = Buffer.concat([encoded, stored, paddingFor(stored.length), END_OF_ARCHIVE]);
+    const expected = Buffer.alloc(1024 * 1024);
+    stored.copy(expected, 8192, 0, 4096);
+    stored.copy(expected, 65536, 4096);
+    for (const tool of ['/usr/bin/tar', '/usr/bin/bsdtar']) {
+      const dir = freshDir();
+      const result = spawnSync(tool, ['-xf', '-'], { cwd: dir, input: tarball });
+      expect({ tool, status: result.status, stderr: result.stderr.toString() }).toEqual({ tool, status: 0, stderr: '' });
+      const path = Buffer.from(`${dir}/sp\xe4rse`, 'latin1');
+      expect(readdirSync(dir, { encoding: 'buffer' })).toEqual([name]);
+      expect(readFileSync(path).equals(expected)).toBe(true);
+      expect(lstatSync(path).blocks * 512).toBeLessThan(64 * 1024);
+    }
+  });
+
+  it('says how many body bytes follow each header', () => {
+    expect(bodyLength(header({ name: 'f', size: 1234 }))).toBe(1234);
+    expect(bodyLength(header({ name: 'f', size: 1 << 20, sparse: { segments: [[0, 512], [4096, 10]] } }))).toBe(522);
+    expect(bodyLength(header({ name: 'f', size: 1 << 20, sparse: { segments: [] } }))).toBe(0);
+    expect(bodyLength(header({ name: 'd', type: 'directory' }))).toBe(0);
+    expect(bodyLength(header({ name: 'l', type: 'link', linkname: 'f' }))).toBe(0);
+  });
+
+  it('writes a file that is one hole with an empty map ending at its size', () => {
+    const encoded = encodeHeader(header({ name: 'empty', size: 5000, sparse: { segments: [] } }));
+    expect(encoded.subarray(encoded.length - 512).toString('latin1').replace(/\0+$/, '')).toBe('1\n5000\n0\n');
+  });
+
+  it('refuses a map whose data GNU tar would read from other places', () => {
+    // GNU tar reads each segment's data from a block boundary: only the last may end mid-block.
+    expect(canStoreSparse({ segments: [[0, 512], [4096, 100]] })).toBe(true);
+    expect(canStoreSparse({ segments: [[0, 100], [4096, 512]] })).toBe(false);
+    expect(canStoreSparse({ segments: [[0, 1024], [4096, 100], [8192, 0]] })).toBe(true);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[0, 100], [4096, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[4096, 512], [0, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[8000, 512]] } }))).toThrow(RangeError);
+    expect(() => encodeHeader(header({ name: 'd', type: 'directory', sparse: { segments: [] } }))).toThrow(RangeError);
+  });
+});
+
+describe('encodeHeaderInto', () => {
+  it('writes the same block as encodeHeader for headers that fit ustar, and nothing for the others', () => {
+    const fits = [
+      header({ name: 'a/b/c', size: 12345, uid: 1000, gid: 100, uname: 'alice', gname: 'users', mode: 0o4755 }),
+      header({ name: 'dir', type: 'directory', mode: 0o1777 }),
+      header({ name: 'l', type: 'symlink', linkname: '../x'.repeat(25) }),
+      header({ name: 'n', type: 'character-device', devmajor: 0o7777777, devminor: 3 }),
+      header({ name: 'x'.repeat(100), mtime: 0o77777777777, uid: 0o7777777 }),
+    ];
+    const out = Buffer.alloc(1024, 0xaa);
+    for (const h of fits) {
+      expect(encodeHeaderInto(h, out, 256)).toBe(true);
+      expect(out.subarray(256, 768)).toEqual(encodeHeader(h));
+    }
+    const others = [
+      header({ name: 'f', size: 1 << 20, sparse: { segments: [[0, 512]] } }),
+      header({ name: 'f', uid: 0o7777777 + 1 }),
+      header({ name: 'f', mtime: -1 }),
+      header({ name: Buffer.from([0xff]) }),
+      header({ name: 'x'.repeat(101) }),
+      header({ name: 'f', pax: [[key('comment'), Buffer.from('c')]] }),
+    ];
+    for (const h of others) {
+      const before = Buffer.from(out);
+      expect(encodeHeaderInto(h, out, 256)).toBe(false);
+      expect(out).toEqual(before);
+    }
   });
 });
 
@@ -304,7 +549,7 @@ function kitchenSink(): Entry[] {
     [header({ name: 'root/hardlink', type: 'link', linkname: 'root/setuid' })],
     [header({ name: 'root/null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 })],
     [header({ name: 'root/fifo', type: 'fifo', mode: 0o600 })],
-    [header({ name: 'root/cap', size: 4, mode: 0o755, pax: [[Buffer.from('SCHILY.xattr.security.capability'), capability]] }), Buffer.from('caps')],
+    [header({ name: 'root/cap', size: 4, mode: 0o755, pax: [[key('SCHILY.xattr.security.capability'), capability]] }), Buffer.from('caps')],
   ];
 }
 
@@ -407,7 +652,7 @@ describe('what our writer produces, read by others', () => {
       utimesSync(join(root, 'cap'), 1, 1);
       const again = execFileSync('/usr/bin/tar', ['--xattrs', '--xattrs-include=*', '--format=posix', '-cf', '-', 'cap'], { cwd: root });
       const [cap] = await readAll(again);
-      const stored = cap!.header.pax.find(([k]) => k.toString('latin1') === 'SCHILY.xattr.security.capability');
+      const stored = cap!.header.pax.find(([k]) => paxKeyIs(k, 'SCHILY.xattr.security.capability'));
       expect(stored?.[1].equals(capability)).toBe(true);
       expect(execFileSync('/usr/sbin/getcap', [join(root, 'cap')]).toString()).toContain('cap_net_bind_service');
     }

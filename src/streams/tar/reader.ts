@@ -22,9 +22,9 @@
  * not be half-applied to a rootfs.
  */
 import { MalformedArchiveError, OciRootfsError, throwIfAborted } from '../../errors.js';
+import { BLOCK, checksumMatches, isSpaceOrNul, isZeroBlock, paddingOf, parseNumber } from './layout.js';
 import type { PaxRecord, TarEntry, TarEntryType, TarHeader, TarWarning } from './types.js';
 
-const BLOCK = 512;
 /** Real GNU long names and PAX headers are a few KiB; anything past this is an attack or garbage. */
 const MAX_EXTENSION_BYTES = 1024 * 1024;
 /** Bounds the memory a hostile sparse map can make us hold (GNU tar itself has no limit). */
@@ -237,10 +237,6 @@ interface EntryPlan {
   padding: number;
 }
 
-function paddingOf(size: number): number {
-  return (BLOCK - (size % BLOCK)) % BLOCK;
-}
-
 function* zeroChunks(length: number): Generator<Buffer> {
   for (let left = length; left > 0; left -= ZEROS.length) {
     yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
@@ -372,36 +368,6 @@ function layoutOf(block: Buffer): Layout {
   return block[262] === 0x20 && block[263] === 0x20 && block[264] === 0 ? 'gnu' : 'v7';
 }
 
-function isZeroBlock(block: Buffer): boolean {
-  // A real header always has checksum digits, so this rejects nearly every header at once.
-  if (block[148] !== 0) return false;
-  for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;
-  return true;
-}
-
-/** GNU tar accepts both sums, because old tars summed the bytes as signed chars. */
-function checksumMatches(block: Buffer, label: Where): boolean {
-  // Unrolled: this loop is a good part of the cost of a header.
-  let a = 0;
-  let b = 0;
-  let c = 0;
-  let d = 0;
-  for (let i = 0; i < BLOCK; i += 4) {
-    a += block[i]!;
-    b += block[i + 1]!;
-    c += block[i + 2]!;
-    d += block[i + 3]!;
-  }
-  let field = 0;
-  for (let i = 148; i < 156; i++) field += block[i]!;
-  const unsigned = a + b + c + d - field + 8 * 0x20; // the checksum field counts as spaces
-  const stored = parseNumber(block, 148, 8, 'checksum', label);
-  if (stored === unsigned) return true;
-  let high = 0;
-  for (let i = 0; i < BLOCK; i++) if (block[i]! >= 0x80 && (i < 148 || i >= 156)) high++;
-  return stored === unsigned - 256 * high;
-}
-
 /** A NUL-terminated field, copied so that the header does not pin the source chunk. */
 function cString(block: Buffer, offset: number, length: number): Buffer {
   let end = offset;
@@ -412,45 +378,6 @@ function cString(block: Buffer, offset: number, length: number): Buffer {
   // A byte loop beats Buffer#copy's argument checks for fields of at most a few hundred bytes.
   for (let i = offset; i < end; i++) out[i - offset] = block[i]!;
   return out;
-}
-
-function isSpaceOrNul(byte: number | undefined): boolean {
-  return byte === 0x20 || byte === 0;
-}
-
-/**
- * A numeric field: base-256 when the high bit of the first byte is set (GNU, also negative),
- * otherwise octal digits, optionally surrounded by spaces or NULs (both seen in the wild).
- * Like GNU tar, the digits may be followed by a NUL and leftover bytes.
- */
-function parseNumber(block: Buffer, offset: number, length: number, field: string, label: Where): number {
-  const first = block[offset]!;
-  if ((first & 0x80) !== 0) {
-    const invert = (first & 0x40) !== 0 ? 0xff : 0;
-    let value = 0;
-    for (let i = 0; i < length; i++) {
-      let byte = block[offset + i]! ^ invert;
-      if (i === 0) byte &= 0x7f;
-      value = value * 256 + byte;
-      if (value > Number.MAX_SAFE_INTEGER) throw badField(field, label);
-    }
-    return invert === 0 ? value : -value - 1;
-  }
-  const limit = offset + length;
-  let i = offset;
-  while (i < limit && isSpaceOrNul(block[i])) i++;
-  let value = 0;
-  for (; i < limit; i++) {
-    const byte = block[i]!;
-    if (byte < 0x30 || byte > 0x37) break;
-    value = value * 8 + (byte - 0x30);
-  }
-  if (i < limit && !isSpaceOrNul(block[i])) throw badField(field, label);
-  return value;
-}
-
-function badField(field: string, label: Where): MalformedArchiveError {
-  return new MalformedArchiveError(`tar header of ${label()}: invalid ${field} field`);
 }
 
 /** Parses a PAX or sparse-map decimal: a non-negative integer, a `+` allowed as Go allows it. */
