@@ -572,6 +572,11 @@ export interface PeerTar {
   fromTree: boolean;
   /** The writer was asked to store sparse files sparse: Go must see at least one sparse entry. */
   sparse: boolean;
+  /**
+   * Codes of the warning events the pull must give for a tar written at test time (each at
+   * least once, and no others); none when absent.
+   */
+  warnings?: readonly string[];
 }
 
 /**
@@ -585,7 +590,7 @@ type Layout = 'dot' | 'names' | 'deep';
 const LAYOUT_LABEL: Record<Layout, string> = { dot: './ names', names: 'plain names', deep: 'leaves only' };
 
 
-const GO_TESTDATA = '/usr/lib/go/src/archive/tar/testdata';
+export const GO_TESTDATA = '/usr/lib/go/src/archive/tar/testdata';
 
 /**
  * Go's test vectors, from reader_test.go (TestReader, TestReadTruncation, TestReadHeaderOnly)
@@ -746,6 +751,7 @@ export function planPeerTars(): PlannedTar[] {
     parts: readonly TreePart[],
     write: (file: string, root: string, list: string) => Promise<void>,
     sparse = false,
+    warnings?: readonly string[],
   ): void =>
     add({
       name,
@@ -753,6 +759,7 @@ export function planPeerTars(): PlannedTar[] {
       expect: 'valid',
       fromTree: true,
       sparse,
+      ...(warnings === undefined ? {} : { warnings }),
       build: async (file, context) => {
         const root = await context.rootFor(parts);
         const list = `${file}.list`;
@@ -809,6 +816,26 @@ export function planPeerTars(): PlannedTar[] {
       run('tar', ['-cf', file, `--format=${format}`, '-P', '--transform=s,^,/,', '-C', root, 'base', 'long255']),
     );
   }
+  tree(
+    'GNU tar --format=gnu --label (a volume header entry, V)',
+    'GNU tar',
+    ['base'],
+    (file, root) => run('tar', ['-cf', file, '--format=gnu', '--label=peer volume', '-C', root, 'base']),
+    false,
+    ['TAR_SKIPPED_ENTRY'],
+  );
+  tree('GNU tar --format=posix --label (a global header)', 'GNU tar', ['base'], (file, root) =>
+    run('tar', ['-cf', file, '--format=posix', '--label=peer volume', '-C', root, 'base']),
+  );
+  tree(
+    'GNU tar --format=gnu with a path archived twice (the later copy wins)',
+    'GNU tar',
+    ['base'],
+    (file, root) =>
+      run('tar', ['-cf', file, '--format=gnu', '--transform=s,^base/exec$,base/file.txt,', '-C', root, 'base/file.txt', 'base/exec', 'base/owned']),
+    false,
+    ['DUPLICATE_PATH'],
+  );
   tree('GNU tar --format=gnu --hard-dereference -b 1 (no record padding)', 'GNU tar', ['base', 'special', 'long100'], (file, root) =>
     run('tar', ['-cf', file, '--format=gnu', '--hard-dereference', '-b', '1', '-C', root, '.']),
   );
