@@ -34,7 +34,6 @@ import {
   buildPeerTars,
   extractWithBsdtar,
   goListing,
-  inBatches,
   listOurTar,
   missingPeerTools,
   normaliseName,
@@ -120,18 +119,13 @@ beforeAll(async () => {
   const scratch = join(work, 'build');
   await mkdir(scratch);
   tars = await buildPeerTars(PLAN, scratch, goPeer);
-  for (const view of await readWithGo(goPeer, tars.map((tar) => tar.file))) goViews.set(view.file, view);
+  // Each case is pushed then pulled in the background, four at a time; each test awaits its
+  // own outcome, so the first tests run while later cases are still being pulled.
   const run = randomBytes(4).toString('hex');
-  await inBatches(tars, 8, async (tar, index) => {
-    const repo = `peer-tars-${run}/case-${index}`;
-    await pushImage(registry, repo, 'v1', { layers: [{ tar: await readFile(tar.file), compression: tar.compression }] });
-    references.set(tar.name, `${registry}/${repo}:v1`);
-  });
-  // Pulls run in the background, three at a time; each test awaits its own.
   const gates: Array<() => void> = [];
   let running = 0;
   const slot = async (): Promise<void> => {
-    if (running < 3) {
+    if (running < 4) {
       running++;
       return;
     }
@@ -142,18 +136,22 @@ beforeAll(async () => {
     if (next) next();
     else running--;
   };
-  for (const tar of tars) {
-    outcomes.set(
-      tar.name,
-      slot().then(async () => {
-        try {
-          return await runCase(tar);
-        } finally {
-          release();
-        }
-      }),
-    );
-  }
+  tars.forEach((tar, index) => {
+    const outcome = slot().then(async (): Promise<Outcome> => {
+      try {
+        const repo = `peer-tars-${run}/case-${index}`;
+        await pushImage(registry, repo, 'v1', { layers: [{ tar: await readFile(tar.file), compression: tar.compression }] });
+        references.set(tar.name, `${registry}/${repo}:v1`);
+        return await runCase(tar);
+      } catch (error) {
+        return { kind: 'failed', error };
+      } finally {
+        release();
+      }
+    });
+    outcomes.set(tar.name, outcome);
+  });
+  for (const view of await readWithGo(goPeer, tars.map((tar) => tar.file))) goViews.set(view.file, view);
 }, 180_000);
 
 afterAll(async () => {
@@ -220,7 +218,7 @@ describe('peer tars: our pull reads what other implementations wrote as Go and b
       problems.push(...wanted.filter((code) => !outcome.warnings.some((w) => w.code === code)).map((code) => `no ${code} warning`));
     }
     expect(problems, `differences:\n${problems.join('\n')}\n`).toEqual([]);
-  });
+  }, 120_000);
 
   it.each(BROKEN.map((plan) => plan.name))('%s: refused as malformed (exit 8), no output file left', async (name) => {
     const tar = tarNamed(name);
@@ -231,7 +229,7 @@ describe('peer tars: our pull reads what other implementations wrote as Go and b
     if (outcome.kind !== 'refused') return;
     expect(outcome.error).toMatchObject({ exitCode: 8 });
     expect(outcome.leftovers).toEqual([]);
-  });
+  }, 120_000);
 });
 
 describe('peer tars through the CLI', () => {
@@ -261,7 +259,10 @@ describe('peer tars through the CLI', () => {
 
   it("exits 8 with one line on stderr and no file for Go's neg-size.tar", async () => {
     expect(existsSync(CLI), `${CLI} (npm run build)`).toBe(true);
-    const run = await cli(references.get('Go test vector neg-size.tar')!);
+    const name = 'Go test vector neg-size.tar';
+    const outcome = await outcomes.get(name)!;
+    if (outcome.kind === 'failed') throw outcome.error;
+    const run = await cli(references.get(name)!);
     expect(run.code).toBe(8);
     expect(run.stderr).toMatch(/^oci-rootfs: [^\n]+\n$/);
     expect(await readdir(run.dir)).toEqual([]);
