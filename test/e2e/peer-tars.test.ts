@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { pullRootfs } from '../../src/operators/pull-rootfs.js';
 import type { PullEvent } from '../../src/operators/events.js';
 import { writeAtomically } from '../../src/streams/output-file.js';
-import { diffTrees, showName, type TreeEntry } from '../helpers/listing.js';
+import { diffTrees, showName, treeOfListing, type TreeEntry } from '../helpers/listing.js';
 import {
   buildGoPeer,
   GO_TESTDATA,
@@ -39,7 +39,6 @@ import {
   normaliseName,
   planPeerTars,
   readWithGo,
-  treeOf,
   type GoView,
   type OurEntry,
   type PeerTar,
@@ -192,8 +191,8 @@ describe('peer tars: our pull reads what other implementations wrote as Go and b
     const outcome = await outcomes.get(name)!;
     if (outcome.kind !== 'pulled') throw outcome.kind === 'failed' ? outcome.error : new Error('refused');
 
-    const ourTree = treeOf(outcome.ours);
-    const goTree = treeOf(goListing(view));
+    const ourTree = treeOfListing(outcome.ours);
+    const goTree = treeOfListing(goListing(view));
     // Not vacuous: Go sees entries (pax-path-hdr.tar alone is an empty archive to Go).
     if (!tar.name.endsWith('pax-path-hdr.tar')) expect(goTree.filter((e) => e.path !== '.').length).toBeGreaterThan(0);
     if (tar.sparse) expect(view.entries.some((e) => e.sparse), 'the writer stored sparse files').toBe(true);
@@ -208,7 +207,6 @@ describe('peer tars: our pull reads what other implementations wrote as Go and b
       const path = showName(normaliseName(Buffer.from(e.name, 'hex')));
       if (outcome.ours.find((entry) => entry.path === path)?.sparse === undefined) problems.push(`${path}: stored sparse, written dense`);
     }
-    // A tar written by a correct writer needs no excuse.
     if (outcome.bsdtar !== undefined && outcome.bsdtar.length === 0) problems.push('bsdtar extracted nothing');
     // A tar written by a correct writer needs no excuse, unless it holds what the README says we
     // skip or deduplicate with a warning.

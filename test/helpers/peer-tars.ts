@@ -2,12 +2,12 @@
  * Tars written by OTHER implementations, at test time, for the differential test of our reader
  * (test/e2e/peer-tars.test.ts), and the two views we compare our pull with:
  *
- * - {@link buildPeerTars}: a source tree on disk (long names, links, a fifo, a device, empty and
+ * - {@link planPeerTars} / {@link buildPeerTars}: a source tree on disk (long names, links, a fifo, a device, empty and
  *   sticky directories, non-UTF-8 names, xattrs, big ids and mtimes, sparse files), archived by
  *   GNU tar, bsdtar, Python's tarfile, busybox and Go's archive/tar in every format they write;
  *   plus Go's own test vectors from /usr/lib/go/src/archive/tar/testdata.
  * - {@link readWithGo}: Go's archive/tar reading a tar (test/helpers/peertar/main.go), as the
- *   tree one layer of it makes ({@link goTree}); Docker and containerd read layers with it.
+ *   entries one layer of it makes ({@link goListing}); Docker and containerd read layers with it.
  * - {@link extractWithBsdtar}: the tree libarchive extracts from a tar, as root.
  * - {@link listOurTar}: our output read back, with each entry's sparse map.
  *
@@ -26,24 +26,22 @@ import {
   mkdir,
   mkdtemp,
   open,
-  readFile,
   rm,
   symlink,
   link,
   utimes,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readTar } from '../../src/streams/tar/reader.js';
 import type { TarEntry, TarHeader } from '../../src/streams/tar/types.js';
-import { listTree, octalMode, showName, treeOfListing, type ListedEntry, type ListedType, type TreeEntry } from './listing.js';
+import { listTree, octalMode, showName, type ListedEntry, type ListedType, type TreeEntry } from './listing.js';
 
 const execFileAsync = promisify(execFile);
-const run = async (file: string, args: readonly string[], options: { cwd?: string; input?: string } = {}): Promise<void> => {
-  await execFileAsync(file, args, { ...(options.cwd === undefined ? {} : { cwd: options.cwd }), maxBuffer: 64 * 1024 * 1024 });
+const run = async (file: string, args: readonly string[]): Promise<void> => {
+  await execFileAsync(file, args, { maxBuffer: 64 * 1024 * 1024 });
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -368,8 +366,6 @@ function withParentsAndRoot(entries: ListedEntry[]): ListedEntry[] {
   return [...added, ...entries];
 }
 
-/** The tree a listing makes (later entries win; hardlinks share their target), root included. */
-export const treeOf = (entries: readonly ListedEntry[]): TreeEntry[] => treeOfListing(entries);
 
 // ---------------------------------------------------------------------------------------------
 // bsdtar's side
