@@ -8,7 +8,8 @@
  * Go's own test vectors. Each is pushed as a one-layer image, pulled by us (in process), and
  * our output is compared with the tree Go's reader makes of the same tar and, for the tars of
  * the source tree, with what bsdtar extracts from it: path bytes, type, mode, owner, size,
- * content, link target, hardlink groups, device numbers, xattrs, mtimes. Vectors Go refuses
+ * content, link target, hardlink groups, device numbers, xattrs, mtimes; and Go must read
+ * our output back to the same tree (what Docker would import from it). Vectors Go refuses
  * must be refused too (exit 8), leaving no output file.
  *
  * The only normalisations (docs/tar-dialects.md lists them): leading `./` and `/` stripped,
@@ -18,7 +19,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +60,8 @@ type Outcome =
       bytes: Buffer;
       warnings: Array<{ code: string; message: string }>;
       ours: OurEntry[];
+      /** Go's reading of our output: Docker must see in it what we meant. */
+      goOfOurs: GoView;
       bsdtar: TreeEntry[] | undefined;
     }
   | { kind: 'refused'; error: unknown; leftovers: string[] }
@@ -70,6 +73,7 @@ const VALID = PLAN.filter((plan) => plan.expect === 'valid');
 const BROKEN = PLAN.filter((plan) => plan.expect === 'broken');
 
 let work: string;
+let goPeer: string;
 let tars: PeerTar[] = [];
 const goViews = new Map<string, GoView>();
 const references = new Map<string, string>();
@@ -105,8 +109,11 @@ async function runCase(tar: PeerTar): Promise<Outcome> {
   try {
     const { bytes, warnings } = await pull(reference);
     const ours = await listOurTar(bytes);
+    const ourFile = `${tar.file}.ours`;
+    await writeFile(ourFile, bytes);
+    const [goOfOurs] = await readWithGo(goPeer, [ourFile]);
     const bsdtar = tar.fromTree ? await extractWithBsdtar(tar.file, work) : undefined;
-    return { kind: 'pulled', bytes, warnings, ours, bsdtar };
+    return { kind: 'pulled', bytes, warnings, ours, goOfOurs: goOfOurs!, bsdtar };
   } catch (error) {
     return { kind: 'failed', error };
   }
@@ -114,7 +121,7 @@ async function runCase(tar: PeerTar): Promise<Outcome> {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'oci-rootfs-peer-tars-'));
-  const goPeer = await buildGoPeer(work);
+  goPeer = await buildGoPeer(work);
   const scratch = join(work, 'build');
   await mkdir(scratch);
   tars = await buildPeerTars(PLAN, scratch, goPeer);
@@ -207,6 +214,9 @@ describe('peer tars: our pull reads what other implementations wrote as Go and b
       const path = showName(normaliseName(Buffer.from(e.name, 'hex')));
       if (outcome.ours.find((entry) => entry.path === path)?.sparse === undefined) problems.push(`${path}: stored sparse, written dense`);
     }
+    // Our output as Go reads it (what Docker would import) is what our reader reads in it.
+    if (outcome.goOfOurs.error !== null) problems.push(`Go cannot read our output: ${outcome.goOfOurs.error}`);
+    else problems.push(...diffTrees(ourTree, treeOfListing(goListing(outcome.goOfOurs)), ['ours', 'Go reading ours']));
     if (outcome.bsdtar !== undefined && outcome.bsdtar.length === 0) problems.push('bsdtar extracted nothing');
     // A tar written by a correct writer needs no excuse, unless it holds what the README says we
     // skip or deduplicate with a warning.
