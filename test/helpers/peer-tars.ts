@@ -49,6 +49,7 @@ const run = async (file: string, args: readonly string[]): Promise<void> => {
 
 /** Must equal `window` in test/helpers/peertar/main.go. */
 const WINDOW = 65_536;
+const ZERO_WINDOW = Buffer.alloc(WINDOW);
 
 /**
  * sha256 over, for every WINDOW-aligned block of the content that holds a non-zero byte, its
@@ -76,7 +77,7 @@ export class ContentFingerprint {
       const n = Math.min(rest.length, WINDOW - at);
       const piece = rest.subarray(0, n);
       this.block.set(piece, at);
-      if (!this.dirty && piece.some((byte) => byte !== 0)) this.dirty = true;
+      if (!this.dirty && !Buffer.from(piece.buffer, piece.byteOffset, n).equals(ZERO_WINDOW.subarray(0, n))) this.dirty = true;
       pos += n;
       rest = rest.subarray(n);
     }
@@ -170,7 +171,9 @@ export async function listOurTar(bytes: Buffer): Promise<OurEntry[]> {
         let within = 0;
         for await (let chunk of stored.call(entry)) {
           while (chunk.length > 0) {
-            const [offset, length] = sparse.segments[segment]!;
+            const current = sparse.segments[segment];
+            if (current === undefined) throw new Error(`${showName(header.name)}: more stored bytes than its sparse map holds`);
+            const [offset, length] = current;
             const n = Math.min(chunk.length, length - within);
             print.write(offset + within, chunk.subarray(0, n));
             within += n;
