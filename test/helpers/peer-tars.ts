@@ -471,7 +471,8 @@ const PARTS: Record<TreePart, Node[]> = {
     { path: 'ids', kind: 'dir', mtime: T0 },
     { path: 'ids/2097152', kind: 'file', uid: 2_097_152, gid: 2_097_153, content: 'just past ustar\n', mtime: T0 + 15 },
     { path: 'ids/4294967294', kind: 'file', uid: 4_294_967_294, gid: 4_294_967_294, content: 'nobody\n', mtime: T0 + 15 },
-    { path: 'ids/future', kind: 'file', content: 'year 2514\n', mtime: 2 ** 34 },
+    // Past the 11 octal digits of ustar (2242), within what ext4 stores (2446).
+    { path: 'ids/future', kind: 'file', content: 'year 2286\n', mtime: 10_000_000_000 },
     { path: 'ids/before-1970', kind: 'file', content: '1969\n', mtime: -86_400 },
   ],
   xattrs: [
@@ -555,7 +556,7 @@ function leavesOf(parts: readonly TreePart[]): Buffer[] {
 // ---------------------------------------------------------------------------------------------
 // The peer tars
 
-export type Writer = 'GNU tar' | 'bsdtar' | 'Python tarfile' | 'busybox tar' | 'Go archive/tar' | 'Go test vector';
+export type Writer = 'GNU tar' | 'bsdtar' | 'Python tarfile' | 'busybox tar' | 'git archive' | 'Go archive/tar' | 'Go test vector';
 
 export interface PeerTar {
   /** A readable, unique case name, e.g. `GNU tar --format=posix --sparse --sparse-version=0.1 (./ names)`. */
@@ -567,8 +568,12 @@ export interface PeerTar {
   compression: 'gzip' | 'none';
   /** `broken`: Go's reader_test.go expects an error (or Go's reader fails on it); we must refuse it. */
   expect: 'valid' | 'broken';
-  /** Written at test time by a peer from the source tree: bsdtar's extraction is an oracle too. */
-  fromTree: boolean;
+  /**
+   * Written at test time by a peer: bsdtar's extraction is an oracle too. (Go's vectors are
+   * judged by Go alone: some are Go-specific on purpose, e.g. invalid-go17.tar, or read
+   * differently by libarchive, e.g. nil-uid.tar.)
+   */
+  bsdtarOracle: boolean;
   /** The writer was asked to store sparse files sparse: Go must see at least one sparse entry. */
   sparse: boolean;
   /**
@@ -707,7 +712,7 @@ with tarfile.open(a['out'], 'w', format=fmt, **kw) as tar:
         add('py/hard-to-long', tarfile.LNKTYPE, linkname=long)
         add('py/long-symlink', tarfile.SYMTYPE, linkname='t/' * 80 + 'end', mode=0o777)
         add('py/big-ids', data=b'big ids\\n', uid=4194304, gid=4294967294)
-        add('py/future', data=b'future\\n', mtime=2 ** 34)
+        add('py/future', data=b'future\\n', mtime=10000000000)
         add('py/before-1970', data=b'1969\\n', mtime=-86400)
         add('py/caf\\udce9-\\udcff.bin', data=b'not utf-8\\n')
         add('py/\\u65e5\\u672c\\u8a9e.txt', data=b'utf-8\\n')
@@ -756,7 +761,7 @@ export function planPeerTars(): PlannedTar[] {
       name,
       writer,
       expect: 'valid',
-      fromTree: true,
+      bsdtarOracle: true,
       sparse,
       ...(warnings === undefined ? {} : { warnings }),
       build: async (file, context) => {
@@ -913,7 +918,7 @@ export function planPeerTars(): PlannedTar[] {
       name: `Python tarfile ${format} from TarInfo headers${global ? ' with a global header' : ''}`,
       writer: 'Python tarfile',
       expect: 'valid',
-      fromTree: false,
+      bsdtarOracle: true,
       sparse: false,
       build: (file) => python(PY_IN_CODE, { format, out: file, global }),
     });
@@ -931,9 +936,45 @@ export function planPeerTars(): PlannedTar[] {
       name: `Go archive/tar Writer ${label}`,
       writer: 'Go archive/tar',
       expect: 'valid',
-      fromTree: false,
+      bsdtarOracle: true,
       sparse: false,
       build: async (file, context) => copyFile(join(await context.goTars(), base), file),
+    });
+  }
+
+  // git archive: ustar entries after a pax global header holding the commit id (as in
+  // source tarballs), with and without a prefix directory.
+  for (const prefix of [undefined, 'project-1.0/'] as const) {
+    add({
+      name: `git archive --format=tar${prefix === undefined ? '' : ` --prefix=${prefix}`}`,
+      writer: 'git archive',
+      expect: 'valid',
+      bsdtarOracle: true,
+      sparse: false,
+      build: async (file) => {
+        const repo = `${file}.git-work`;
+        await mkdir(join(repo, 'src', 'nested'), { recursive: true });
+        await writeFile(join(repo, 'README'), 'a repository\n');
+        await writeFile(join(repo, 'src', 'run.sh'), '#!/bin/sh\necho run\n', { mode: 0o755 });
+        await writeFile(join(repo, 'src', 'nested', `${'long-name-'.repeat(12)}.txt`), 'a long name\n');
+        await symlink('src/run.sh', join(repo, 'run'));
+        const env = {
+          ...process.env,
+          GIT_AUTHOR_NAME: 'peer',
+          GIT_AUTHOR_EMAIL: 'peer@example.com',
+          GIT_COMMITTER_NAME: 'peer',
+          GIT_COMMITTER_EMAIL: 'peer@example.com',
+          GIT_AUTHOR_DATE: '@1600000000 +0000',
+          GIT_COMMITTER_DATE: '@1600000000 +0000',
+          GIT_CONFIG_NOSYSTEM: '1',
+          HOME: repo,
+        };
+        const git = (args: string[]): Promise<unknown> => execFileAsync('git', ['-C', repo, ...args], { env });
+        await git(['init', '-q']);
+        await git(['add', '.']);
+        await git(['commit', '-q', '-m', 'peer']);
+        await git(['archive', '--format=tar', ...(prefix === undefined ? [] : [`--prefix=${prefix}`]), '-o', file, 'HEAD']);
+      },
     });
   }
 
@@ -943,7 +984,7 @@ export function planPeerTars(): PlannedTar[] {
       name: `Go test vector ${base}`,
       writer: 'Go test vector',
       expect,
-      fromTree: false,
+      bsdtarOracle: false,
       sparse: false,
       build: async (file) => {
         const source = join(GO_TESTDATA, base);
@@ -1016,6 +1057,6 @@ export async function inBatches<T>(items: readonly T[], width: number, task: (it
 
 /** Whether every tool the peer tars need is installed. */
 export function missingPeerTools(): string[] {
-  const tools = ['/usr/bin/tar', '/usr/bin/bsdtar', '/usr/bin/python3', '/usr/bin/busybox', '/usr/bin/go', '/usr/bin/setfattr', '/usr/bin/getfattr', '/usr/bin/bunzip2'];
+  const tools = ['/usr/bin/tar', '/usr/bin/bsdtar', '/usr/bin/python3', '/usr/bin/busybox', '/usr/bin/go', '/usr/bin/setfattr', '/usr/bin/getfattr', '/usr/bin/bunzip2', '/usr/bin/git'];
   return [...tools.filter((tool) => !existsSync(tool)), ...(existsSync(GO_TESTDATA) ? [] : [GO_TESTDATA])];
 }

@@ -230,14 +230,14 @@ func items(format tar.Format) []item {
 			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/big-ids", Uid: 1 << 22, Gid: 4294967294, Mode: 0o640, ModTime: time.Unix(t0+11, 0)}, "big ids\n"},
 			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/caf\xe9-\xff.bin", Mode: 0o644, ModTime: time.Unix(t0+12, 0)}, "not utf-8\n"},
 			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/\u65e5\u672c\u8a9e.txt", Mode: 0o644, ModTime: time.Unix(t0+12, 0)}, "utf-8\n"},
-			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/far-future", Mode: 0o644, ModTime: time.Unix(1<<34, 0)}, "year 2514\n"},
+			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/far-future", Mode: 0o644, ModTime: time.Unix(10000000000, 0)}, "year 2286\n"},
 			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/before-1970", Mode: 0o644, ModTime: time.Unix(-86400, 0)}, "1969\n"},
 		)
 	}
 	if pax {
 		list = append(list,
 			item{tar.Header{Typeflag: tar.TypeReg, Name: "go/xattrs", Mode: 0o644, ModTime: time.Unix(t0+13, 500000000), PAXRecords: map[string]string{
-				"SCHILY.xattr.user.go":     "value\x00\xff",
+				"SCHILY.xattr.user.go":    "value\x00\xff",
 				"SCHILY.xattr.user.empty": "",
 				"GOLANG.pkg":              "tar",
 				"comment":                 "Hello, \u4e16\u754c",
