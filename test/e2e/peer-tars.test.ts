@@ -2,10 +2,10 @@
  * We read layers as Go's archive/tar (what Docker and containerd use) and libarchive do.
  *
  * Every tar here was written by ANOTHER implementation, at test time: GNU tar (gnu, oldgnu, v7,
- * ustar, posix; sparse files in every GNU form; incremental dumpdirs; global headers; absolute
- * names), bsdtar (ustar, pax, restricted pax, gnutar, v7), Python's tarfile (ustar, GNU, PAX,
- * from disk and from headers built in code), busybox tar and Go's archive/tar Writer; plus
- * Go's own test vectors. Each is pushed as a one-layer image, pulled by us (in process), and
+ * ustar, posix; sparse files in every GNU form; incremental dumpdirs; global headers; volume
+ * labels; absolute names; a duplicated path), bsdtar (ustar, pax, restricted pax, gnutar, v7),
+ * Python's tarfile (ustar, GNU, PAX, from disk and from headers built in code), busybox tar,
+ * git archive and Go's archive/tar Writer; plus Go's own test vectors. Each is pushed as a one-layer image, pulled by us (in process), and
  * our output is compared with the tree Go's reader makes of the same tar and, for the tars of
  * the source tree, with what bsdtar extracts from it: path bytes, type, mode, owner, size,
  * content, link target, hardlink groups, device numbers, xattrs, mtimes; and Go must read

@@ -5,6 +5,7 @@
  * - {@link planPeerTars} / {@link buildPeerTars}: a source tree on disk (long names, links, a fifo, a device, empty and
  *   sticky directories, non-UTF-8 names, xattrs, big ids and mtimes, sparse files), archived by
  *   GNU tar, bsdtar, Python's tarfile, busybox and Go's archive/tar in every format they write;
+ *   tars Python and Go write from headers built in code; `git archive` of a small repository;
  *   plus Go's own test vectors from /usr/lib/go/src/archive/tar/testdata.
  * - {@link readWithGo}: Go's archive/tar reading a tar (test/helpers/peertar/main.go), as the
  *   entries one layer of it makes ({@link goListing}); Docker and containerd read layers with it.
