@@ -204,11 +204,16 @@ function device(rdev: bigint): string {
   return `${major},${minor}`;
 }
 
+export interface ListTreeOptions {
+  /** How a regular file's content is summarised in `sha256` (default: sha256 of the whole file). */
+  contentDigest?: (path: Buffer) => Promise<string>;
+}
+
 /**
  * Every path under `root` (not `root` itself), sorted by path, with hardlink groups found by
  * inode. Names are read as bytes, so non-UTF-8 names survive.
  */
-export async function listTree(root: string): Promise<TreeEntry[]> {
+export async function listTree(root: string, options: ListTreeOptions = {}): Promise<TreeEntry[]> {
   const xattrs = canReadXattrs() ? await readAllXattrs(root) : undefined;
   const entries: Array<TreeEntry & { ino: bigint }> = [];
   const walk = async (dir: Buffer, rel: Buffer | undefined): Promise<void> => {
@@ -218,7 +223,8 @@ export async function listTree(root: string): Promise<TreeEntry[]> {
       const relPath = rel === undefined ? name : Buffer.concat([rel, Buffer.from('/'), name]);
       const stats = await lstat(full, { bigint: true });
       const type = treeType(stats);
-      const content = type === 'file' ? await readFile(full) : undefined;
+      const digest =
+        type !== 'file' ? '' : options.contentDigest !== undefined ? await options.contentDigest(full) : sha256Hex(await readFile(full));
       entries.push({
         path: showName(relPath),
         type,
@@ -226,7 +232,7 @@ export async function listTree(root: string): Promise<TreeEntry[]> {
         uid: Number(stats.uid),
         gid: Number(stats.gid),
         size: type === 'file' ? Number(stats.size) : 0,
-        sha256: content === undefined ? '' : sha256Hex(content),
+        sha256: digest,
         linkname: type === 'symlink' ? showName((await readlink(full, { encoding: 'buffer' })) as Buffer) : '',
         hardlinkGroup: '',
         xattrs: xattrs === undefined ? undefined : (xattrs.get(relPath.toString('latin1')) ?? {}),

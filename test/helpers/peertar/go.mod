@@ -1,0 +1,3 @@
+module peertar
+
+go 1.19
