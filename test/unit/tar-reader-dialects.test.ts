@@ -232,16 +232,30 @@ describe('global headers and the end of the archive', () => {
     expect(warnings.map((w) => w.code)).toEqual(['TAR_NO_END_MARKER']);
   });
 
-  it('still rejects an x header with no entry after it, before the end marker or the end of the source', async () => {
+  it('reads an x header with no entry after it as the end of the archive, as Go does, with a TAR_DANGLING_EXTENSION warning', async () => {
     const dangling = extension('x', paxPayload([['path', 'lost']]));
-    for (const data of [Buffer.concat([dangling, END]), dangling]) {
-      expect((await rejection(data)).message).toMatch(/extension header/);
-    }
+    const marked = await read(Buffer.concat([file('a', 'x'), dangling, END]));
+    expect(summary(marked.entries)).toEqual([[0, 'a', 'file', 'x']]);
+    expect(marked.warnings.map((w) => w.code)).toEqual(['TAR_DANGLING_EXTENSION']);
+    const unmarked = await read(Buffer.concat([file('a', 'x'), dangling]));
+    expect(summary(unmarked.entries)).toEqual([[0, 'a', 'file', 'x']]);
+    expect(unmarked.warnings.map((w) => w.code)).toEqual(['TAR_DANGLING_EXTENSION', 'TAR_NO_END_MARKER']);
+  });
+
+  it('still rejects an x header whose payload the archive cuts short', async () => {
+    const dangling = extension('x', paxPayload([['path', 'lost']]));
+    expect((await rejection(dangling.subarray(0, 512 + 5))).message).toMatch(/truncated/);
   });
 });
 
 describe('PAX keys and values are bytes', () => {
   const latin = Buffer.from([0x75, 0x73, 0x65, 0x72, 0x2e, 0xe9, 0xff]); // "user.", then two bytes that are not UTF-8
+
+  it('keeps an xattr whose value is empty, as Go hands it to Docker and containerd in PAXRecords', async () => {
+    const data = Buffer.concat([extension('x', paxPayload([['SCHILY.xattr.user.empty', '']])), file('f', 'b'), END]);
+    const { entries } = await read(data);
+    expect(entries[0]!.header.pax.map(([k, v]) => [k.toString('latin1'), v.length])).toEqual([['SCHILY.xattr.user.empty', 0]]);
+  });
 
   it('keeps the bytes of a non-UTF-8 xattr name in the key', async () => {
     const key = Buffer.concat([Buffer.from('SCHILY.xattr.'), latin]);

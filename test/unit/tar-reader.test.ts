@@ -597,7 +597,8 @@ describe('readTar archive boundaries', () => {
     const data = sample();
     // a's header is 0..512, a's body 512..1512 (+ padding to 1536), b's PAX header 1536..2560,
     // b's header 2560..3072, b's body 3072..3082 (+ padding to 3584), end marker 3584..4608.
-    for (const cut of [100, 512, 700, 1512, 1520, 2000, 2560, 2600, 3072, 3075, 3082]) {
+    // (A cut at 2560, right after b's PAX header, is read as the end, as Go does: see the dialect tests.)
+    for (const cut of [100, 512, 700, 1512, 1520, 2000, 2600, 3072, 3075, 3082]) {
       const error = await failure(data.subarray(0, cut), 300);
       expect(error, `cut at ${cut}`).toBeInstanceOf(MalformedArchiveError);
       expect((error as Error).message, `cut at ${cut}`).toMatch(/^tar archive truncated/);
@@ -661,12 +662,6 @@ describe('readTar archive boundaries', () => {
       break;
     }
     expect(input.returned).toBe(true);
-  });
-
-  it('rejects an extension header with no entry after it', async () => {
-    const withPax = encodeHeader(header({ name: 'x'.repeat(300) }));
-    const error = await failure(Buffer.concat([withPax.subarray(0, withPax.length - 512), END_OF_ARCHIVE]));
-    expect(error).toBeInstanceOf(MalformedArchiveError);
   });
 });
 

@@ -535,8 +535,7 @@ function foldPax(records: readonly ParsedRecord[], label: Where): Folded {
             if (value.includes(0)) throw new MalformedArchiveError(`tar ${label()}: PAX GNU.sparse.name contains a NUL byte`);
             folded.sparseName = value;
           } else sparse.set(key, text());
-        } else if (empty) kept.delete(key);
-        else kept.set(key, [keyBytes, value]);
+        } else kept.set(key, [keyBytes, value]);
     }
   }
   return folded;
@@ -689,7 +688,7 @@ async function readEntryPlan(
     const start = input.offset;
     const block = input.blockNow() ?? (await input.block(insideHeader));
     if (block === null) {
-      if (pendingExtension) throw truncated(() => `after an extension header of ${label()}`, start);
+      if (pendingExtension) danglingExtension(onWarning, start);
       onWarning?.({
         code: 'TAR_NO_END_MARKER',
         message: `tar archive ends at byte ${start} without an end-of-archive marker; read as complete, as Go's archive/tar and GNU tar do`,
@@ -697,9 +696,7 @@ async function readEntryPlan(
       return null;
     }
     if (isZeroBlock(block)) {
-      if (pendingExtension) {
-        throw new MalformedArchiveError(`tar archive: extension header not followed by an entry (at byte ${start})`);
-      }
+      if (pendingExtension) danglingExtension(onWarning, start);
       const second = await input.block(INSIDE_END);
       if (second === null || isZeroBlock(second)) return null;
       throw new MalformedArchiveError(`tar archive: a zero block followed by data (at byte ${start})`);
@@ -762,6 +759,18 @@ async function readEntryPlan(
       pendingExtension = false;
     }
   }
+}
+
+/**
+ * An `x`, `L` or `K` header that the archive ends after describes no entry. Go's archive/tar
+ * (what Docker and containerd apply layers with) reads such an archive as ending there, so we
+ * do too: refusing it would fail an image that every runtime runs.
+ */
+function danglingExtension(onWarning: ((warning: TarWarning) => void) | undefined, at: number): void {
+  onWarning?.({
+    code: 'TAR_DANGLING_EXTENSION',
+    message: `tar archive: the extension header before byte ${at} is followed by no entry; ignored, as Go's archive/tar does`,
+  });
 }
 
 /** Reads the payload of an extension header (`x`, `X`, `g`, `L`, `K`) and its padding. */
