@@ -24,8 +24,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { pullRootfs } from '../../src/operators/pull-rootfs.js';
-import type { PullEvent } from '../../src/operators/events.js';
+import { pullRootfs } from '../../src/pull/pull-rootfs.js';
+import type { PullEvent } from '../../src/pull/events.js';
 import { writeAtomically } from '../../src/streams/output-file.js';
 import { diffTrees, showName, treeOfListing, type TreeEntry } from '../helpers/listing.js';
 import {
