@@ -50,9 +50,9 @@ const pathArb = fc.oneof(
 /** How an entry's name is spelt: all spellings mean the same path. */
 const spellingArb = fc.oneof(
   { arbitrary: fc.constant('plain' as const), weight: 8 },
-  { arbitrary: fc.constantFrom('dot' as const, 'slash' as const, 'double' as const), weight: 1 },
+  { arbitrary: fc.constantFrom('dot' as const, 'slash' as const, 'double' as const, 'climb' as const), weight: 1 },
 );
-type Spelling = 'plain' | 'dot' | 'slash' | 'double';
+type Spelling = 'plain' | 'dot' | 'slash' | 'double' | 'climb';
 
 const metaArb = fc.record({
   mode: fc.constantFrom(0o755, 0o644, 0o700, 0o600, 0o4755, 0o2755, 0o1777, 0o444),
@@ -113,6 +113,9 @@ function spell(path: readonly string[], spelling: Spelling): string {
       return `/${path.join('/')}`;
     case 'double':
       return path.join('//');
+    case 'climb':
+      // Pinned at the root (DESIGN.md §3): `../a/b` and `/../a/b` are `a/b`.
+      return `${path.length % 2 === 0 ? '/' : ''}../${path.join('/')}`;
   }
 }
 

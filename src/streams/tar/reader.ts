@@ -13,7 +13,7 @@
  * cannot read exactly must not be half-applied to a rootfs.
  */
 import { MalformedArchiveError, OciRootfsError, throwIfAborted } from '../../errors.js';
-import type { TarEntry, TarEntryType, TarHeader } from './types.js';
+import type { TarEntry, TarEntryType, TarHeader, TarWarning } from './types.js';
 
 const BLOCK = 512;
 /** Real GNU long names and PAX headers are a few KiB; anything past this is an attack or garbage. */
@@ -27,6 +27,8 @@ const EMPTY = Buffer.alloc(0);
 export interface ReadTarOptions {
   /** Checked between entries and whenever a new source chunk is pulled. */
   signal?: AbortSignal;
+  /** Told about what was accepted but is worth saying (STUB until the tar-reader branch lands: never called). */
+  onWarning?: (warning: TarWarning) => void;
 }
 
 /**
@@ -61,7 +63,7 @@ export async function* readTar(
       }
       const current = new EntryBody(input, plan, ordinal);
       body = current;
-      yield { header: plan.header, ordinal, body: () => current.open() };
+      yield { header: plan.header, ordinal, body: () => current.open(), storedBody: () => current.open() };
     }
   } finally {
     // A consumer that stops early (break, error) must release the source, e.g. the HTTP body.

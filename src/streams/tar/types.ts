@@ -37,6 +37,24 @@ export interface TarHeader {
    * Values are raw bytes (binary xattrs such as `security.capability` survive).
    */
   pax: Array<[key: string, value: Buffer]>;
+  /**
+   * Where the data of a sparse file lies (present only on sparse regular files); `size` is
+   * then the full (apparent) size. Contract B (docs: notes/contracts.md).
+   */
+  sparse?: SparseMap;
+}
+
+/** Where the data of a sparse file lies; the rest of the file is holes (zeros). */
+export interface SparseMap {
+  /** [offset, length] pairs, ascending, disjoint, each within the file's `size`. */
+  readonly segments: ReadonlyArray<readonly [offset: number, length: number]>;
+}
+
+/** Something the reader accepted but a user may want to know about (contract C). */
+export interface TarWarning {
+  /** Stable: `TAR_NO_END_MARKER`, `TAR_SKIPPED_ENTRY`. */
+  code: string;
+  message: string;
 }
 
 /** One entry from {@link readTar}: the header, and its body, which must be consumed or skipped. */
@@ -46,4 +64,9 @@ export interface TarEntry {
   ordinal: number;
   /** The body, chunk by chunk. Read it at most once, before asking for the next entry. */
   body(): AsyncIterable<Buffer>;
+  /**
+   * Only the bytes of the sparse segments, in order (their total is the sum of the segment
+   * lengths); for a non-sparse entry the same as {@link body}. Read one of the two, not both.
+   */
+  storedBody(): AsyncIterable<Buffer>;
 }
