@@ -612,8 +612,8 @@ class Flattener {
     // An earlier attempt learnt that a later entry of this layer replaces this one: it is
     // not written (each path once), but stays a hidden source for hardlinks, and a
     // non-directory still replaced what lower layers had below it.
-    const superseded = verdict === 'visible' && this.superseded?.get(layer)?.has(entry.ordinal) === true;
-    if (superseded && !isDir) visibility.recordCurrentCover(layer);
+    const superseded = this.superseded?.get(layer)?.has(entry.ordinal) === true;
+    if (superseded && verdict === 'visible' && !isDir) visibility.recordCurrentCover(layer);
     // Only a path this layer already wrote can have a same-layer record to displace.
     let rewrite = false;
     if (verdict === 'visible' && !superseded) {
@@ -633,10 +633,8 @@ class Flattener {
       flags |= R_SYMLINK;
       state.symlinks.set(key, kind);
     }
-    if (written && rewrite) {
-      this.noteDuplicate(key, state);
-      this.displaceOutputPath(key, state);
-    }
+    if ((written && rewrite) || state.watchHits.has(key)) this.noteDuplicate(key, state, written && rewrite);
+    if (written && rewrite) this.displaceOutputPath(key, state);
 
     if (header.type === 'link') {
       const group = this.targetGroup(targetKey ?? ROOT, key, state);
@@ -696,13 +694,15 @@ class Flattener {
   }
 
   /**
-   * The written entry at `key` is about to be written again by a later entry of the same
-   * layer: the output would hold the path twice. Learnt, so that a restart leaves the earlier
-   * one out; a restartable flatten stops writing from here on.
+   * A later entry of the same layer replaces the entry at `key`, and the output would hold a
+   * path twice: `key` itself (`rewritten`: both written), or the hardlinks of higher layers
+   * that the earlier entry took and that are written again after this one. Learnt, so that a
+   * restart leaves the earlier entry out; a restartable flatten stops writing from here on.
    */
-  private noteDuplicate(key: PathKey, state: LayerState): void {
+  private noteDuplicate(key: PathKey, state: LayerState, rewritten: boolean): void {
     const previous = state.records.get(key);
-    if (previous === undefined || !(flagsOf(previous) & R_WRITTEN)) return;
+    if (previous === undefined) return;
+    if (!(rewritten && flagsOf(previous) & R_WRITTEN) && !state.watchHits.has(key)) return;
     const ordinal = typeof previous === 'number' ? Math.floor(previous / R_FLAGS) : previous.ordinal;
     let ordinals = this.learned.get(state.index);
     if (ordinals === undefined) this.learned.set(state.index, (ordinals = new Set()));
