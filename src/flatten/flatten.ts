@@ -446,8 +446,10 @@ class Flattener {
     startAt: number,
   ): AsyncGenerator<Buffer, number | undefined> {
     const abort = linkedController(this.options.signal);
+    let release = NO_RELEASE;
     try {
-      const source = await layer.open(abort.signal);
+      const source = heldOpen(await layer.open(abort.signal));
+      release = source.release;
       this.prefetchBelow(layer);
       const onWarning = this.readerWarning(layer, state);
       for await (const entry of readTar(source, { signal: abort.signal, onWarning })) {
@@ -461,6 +463,7 @@ class Flattener {
     } catch (error) {
       throw await this.failure(layer, error);
     } finally {
+      await release();
       abort.abort();
     }
   }
@@ -823,8 +826,10 @@ class Flattener {
   /** Reads the layer once more for the bodies of hidden files that links need. */
   private async *refetchSources(layer: FlattenLayer, state: LayerState): AsyncGenerator<Buffer> {
     const abort = linkedController(this.options.signal);
+    let release = NO_RELEASE;
     try {
-      const source = await layer.open(abort.signal);
+      const source = heldOpen(await layer.open(abort.signal));
+      release = source.release;
       for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer, state) })) {
         const group = state.refetch.get(entry.ordinal);
         if (!group) continue;
@@ -841,6 +846,7 @@ class Flattener {
     } catch (error) {
       throw await this.failure(layer, error);
     } finally {
+      await release();
       abort.abort();
     }
   }
@@ -943,14 +949,17 @@ class Flattener {
     const baseFirst = [...this.topDown].reverse().filter((layer) => layer.index <= top);
     for (const layer of baseFirst) {
       const abort = linkedController(this.options.signal);
+      let release = NO_RELEASE;
       try {
-        const source = await layer.open(abort.signal);
+        const source = heldOpen(await layer.open(abort.signal));
+        release = source.release;
         for await (const entry of readTar(source, { signal: abort.signal })) {
           skeleton.apply(layer.index, entry.ordinal, entry.header);
         }
       } catch (error) {
         throw await this.failure(layer, error);
       } finally {
+        await release();
         abort.abort();
       }
     }
@@ -1077,6 +1086,37 @@ function implicitDir(key: PathKey): TarHeader {
     devmajor: 0,
     devminor: 0,
     pax: [],
+  };
+}
+
+const NO_RELEASE = (): Promise<void> => Promise.resolve();
+
+/**
+ * `source` for the tar reader, which lets go of it when it stops early; held open here until
+ * {@link release}, so that a failure can first be explained by reading the layer's stored
+ * bytes on (see {@link FlattenLayer.explainFailure}).
+ */
+function heldOpen(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> & { release(): Promise<void> } {
+  const iterator = source[Symbol.asyncIterator]();
+  let done = false;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: async () => {
+        const result = await iterator.next();
+        if (result.done === true) done = true;
+        return result;
+      },
+      return: () => Promise.resolve({ done: true, value: undefined }),
+    }),
+    release: async () => {
+      if (done) return;
+      done = true;
+      try {
+        await iterator.return?.();
+      } catch {
+        // The pass is over either way; its failure, if any, was reported.
+      }
+    },
   };
 }
 

@@ -1,5 +1,4 @@
-import { pipeline, Readable } from 'node:stream';
-import { addAbortSignal } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import type { ImageReference } from '../reference/index.js';
 import { openBlobPart } from '../registry/blob.js';
@@ -9,6 +8,7 @@ import { toTransportError } from '../registry/http.js';
 import type { LayerDescriptor } from '../registry/manifest.js';
 import { createByteMeter } from '../streams/byte-meter.js';
 import { decompressor } from '../streams/decompress.js';
+import { checkedLayer, type CheckedLayer } from '../streams/checked-layer.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';
 import { openResumableBlob, type ResumableBlobStream } from '../streams/resumable-blob.js';
 
@@ -25,6 +25,11 @@ export interface LayerSourceOptions {
    * 16 MiB; 0 turns it off.
    */
   prefetchBytes?: number;
+  /**
+   * How long a layer that failed to inflate or parse is read on to learn whether its bytes
+   * match their digest (default 30 000 ms; the pull passes its `timeoutMs`).
+   */
+  checkTimeoutMs?: number;
 }
 
 const DEFAULT_PREFETCH_BYTES = 8 * 1024 * 1024;
@@ -46,24 +51,41 @@ export function layerSources(
   return layers.map((layer, index): FlattenLayer => {
     /** The body fetched ahead, until the next open() takes it. */
     let ahead: Promise<FetchAhead> | undefined;
+    /** The pass open() started last: a failure to read it is explained by its digest. */
+    let current: CheckedLayer | undefined;
     const source: FlattenLayer = {
       index,
       name: layer.digest,
       open: async (signal: AbortSignal) => {
         const taken = ahead;
         ahead = undefined;
-        if (taken === undefined) return openLayerTar(client, ref, layer, index, signal, options);
-        const body = await taken;
-        return layerTar(body, body.source, layer, index, signal, options);
+        current = undefined;
+        if (taken === undefined) {
+          current = await openCheckedLayer(client, ref, layer, index, signal, options);
+        } else {
+          const body = await taken;
+          current = checkedLayerTar(body, body.source, layer, index, signal, options);
+        }
+        return current.tar;
       },
+      explainFailure: (error) => current?.explain(error) ?? Promise.resolve(error),
     };
     // Foreign layers are not fetched ahead: they have no resumable blob.
     if (budget > 0 && layer.urls === undefined) {
       source.prefetch = (signal: AbortSignal) => {
         if (ahead !== undefined) return;
-        ahead = openBlob(client, ref, layer, index, signal, options).then((blob) => new FetchAhead(blob, budget));
-        // Reported by the open() that takes it; if none does, the abort of `signal` ends it.
-        ahead.catch(() => undefined);
+        const mine = openBlob(client, ref, layer, index, signal, options).then((blob) => new FetchAhead(blob, budget));
+        ahead = mine;
+        // Reported by the open() that takes it; if none does, the abort of `signal` ends it,
+        // and a later open() (a flatten that starts over) must then fetch anew.
+        mine.catch(() => undefined);
+        signal.addEventListener(
+          'abort',
+          () => {
+            if (ahead === mine) ahead = undefined;
+          },
+          { once: true },
+        );
       };
     }
     return source;
@@ -118,13 +140,25 @@ export async function openLayerTar(
   signal: AbortSignal,
   options: LayerSourceOptions = {},
 ): Promise<Readable> {
+  return (await openCheckedLayer(client, ref, layer, index, signal, options)).tar;
+}
+
+/** {@link openLayerTar}, with the means to explain a failure to read it. */
+async function openCheckedLayer(
+  client: RegistryClient,
+  ref: ImageReference,
+  layer: LayerDescriptor,
+  index: number,
+  signal: AbortSignal,
+  options: LayerSourceOptions,
+): Promise<CheckedLayer> {
   const descriptor = { digest: layer.digest, size: layer.size };
   // Foreign layers come only from the URLs they list, never with registry credentials.
   if (layer.urls !== undefined) {
-    return layerTar(await openForeignBlob(layer.urls, descriptor, { signal }), undefined, layer, index, signal, options);
+    return checkedLayerTar(await openForeignBlob(layer.urls, descriptor, { signal }), undefined, layer, index, signal, options);
   }
   const body = await openBlob(client, ref, layer, index, signal, options);
-  return layerTar(body, body, layer, index, signal, options);
+  return checkedLayerTar(body, body, layer, index, signal, options);
 }
 
 /** The layer's blob from the registry, resumed underneath when its body breaks. */
@@ -156,14 +190,14 @@ function openBlob(
  * The checks and the inflater behind a blob body. `hashed` is the resumable blob when there
  * is one: it already hashes every compressed byte, so the digest check takes its hash.
  */
-function layerTar(
+function checkedLayerTar(
   body: Readable,
   hashed: ResumableBlobStream | undefined,
   layer: LayerDescriptor,
   index: number,
   signal: AbortSignal,
   options: LayerSourceOptions,
-): Readable {
+): CheckedLayer {
   const what = `layer ${index} (${layer.digest})`;
   let last = 0;
   const meter = createByteMeter({
@@ -179,18 +213,16 @@ function layerTar(
     what,
     ...(hashed === undefined ? {} : { upstream: hashed }),
   });
-  const inflate = decompressor(layer.compression);
-  // Schema 1 images have no diffIDs: their layers are checked by compressed digest only.
-  const uncompressed =
-    layer.diffId === undefined
-      ? undefined
-      : verifyDigestStream({ digest: layer.diffId, what: `layer ${index} (${layer.digest}) uncompressed, diffID` });
-  const tail = uncompressed ?? inflate;
-  // The last stream is what the flattener reads: any failure upstream must reach it.
-  const onDone = (error: Error | null): void => {
-    if (error) tail.destroy(error);
-  };
-  if (uncompressed === undefined) pipeline(addAbortSignal(signal, body), meter, compressed, inflate, onDone);
-  else pipeline(addAbortSignal(signal, body), meter, compressed, inflate, uncompressed, onDone);
-  return tail;
+  return checkedLayer({
+    raw: body,
+    stored: [meter, compressed],
+    verifies: true,
+    inflate: decompressor(layer.compression),
+    // Schema 1 images have no diffIDs: their layers are checked by compressed digest only.
+    ...(layer.diffId === undefined
+      ? {}
+      : { diffId: verifyDigestStream({ digest: layer.diffId, what: `layer ${index} (${layer.digest}) uncompressed, diffID` }) }),
+    signal,
+    ...(options.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: options.checkTimeoutMs }),
+  });
 }

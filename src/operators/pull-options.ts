@@ -46,6 +46,8 @@ export interface PullOptions {
    * registry credentials; without it such a layer is an error that names it.
    */
   allowForeign?: boolean;
+  /** Write sparse files expanded (holes as zeros) rather than sparse (`--expand-sparse`). */
+  expandSparse?: boolean;
 }
 
 /**

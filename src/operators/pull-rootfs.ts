@@ -6,7 +6,7 @@ import { RegistryClient, type RegistryClientOptions } from '../registry/client.j
 import type { ResolvedImage } from '../registry/manifest.js';
 import type { Platform } from '../registry/platform.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
-import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
+import { flattenTo$, type FlattenToOptions, type RestartableOutput } from './flatten-to.js';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import { openSource, parseSourceReference, type SourceImage, type SourceReference } from '../sources/index.js';
 import { layerSources, type LayerSourceOptions } from './layer-sources.js';
@@ -14,8 +14,14 @@ import { connectionOptions, type PullOptions } from './pull-options.js';
 import { resolveImage$ } from './resolve-image.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
-  /** Where the uncompressed tar goes; it is ended on success and destroyed on failure. */
-  output: Writable;
+  /**
+   * Where the uncompressed tar goes; it is ended on success and destroyed on failure. A
+   * {@link RestartableOutput} (a file, e.g. `createAtomicFile()`) gets each path once and a
+   * second fetch of a layer damaged in transit, starting over when needed (a `retry` event
+   * with `what: 'output'` or the layer says why); a plain stream cannot start over, so a path
+   * that a layer holds twice is written twice, with a `DUPLICATE_PATH` warning.
+   */
+  output: Writable | RestartableOutput;
 }
 
 const FINISHED = Symbol('finished');
@@ -45,6 +51,7 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
       onBytes: (_index, bytes) => (bytesIn += bytes),
       onProgress: (index, bytes, total) => network$.next({ type: 'progress', index, bytes, total }),
       onResume: (index, offset) => network$.next({ type: 'resume', index, offset }),
+      ...(options.timeoutMs === undefined ? {} : { checkTimeoutMs: options.timeoutMs }),
     };
     let close = (): void => undefined;
     let opened$: Observable<OpenedImage>;
@@ -81,6 +88,11 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
             if (event.type === 'end') {
               bytesOut = event.bytesOut;
               return [];
+            }
+            if (event.type === 'warning') return [{ type: 'warning', code: event.code, message: event.message }];
+            if (event.type === 'restart') {
+              entries = 0;
+              return [{ type: 'retry', what: event.what, attempt: event.attempt, reason: event.reason, delayMs: 0 }];
             }
             const layer = resolved.layers[event.index];
             if (event.type === 'layer-start') {

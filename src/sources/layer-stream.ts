@@ -3,8 +3,9 @@
  * layer (DESIGN.md §3): stored digest and size when known, decompression, diffID when
  * known. Every check runs at EOF, so a pass counts only once the stream has ended.
  */
-import { addAbortSignal, pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Compression } from '../registry/media-types.js';
+import { checkedLayer } from '../streams/checked-layer.js';
 import { decompressor } from '../streams/decompress.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';
 
@@ -20,26 +21,30 @@ export interface LayerCheck {
   what: string;
 }
 
-/** Pipes `raw` through the checks and the decompressor; the result fails with whatever failed. */
+/**
+ * Pipes `raw` through the checks and the decompressor; the result fails with whatever failed.
+ * A layer that fails to decompress is read on to its stored digest first, so that damaged
+ * bytes are reported as such (an integrity error), not as a malformed image.
+ */
 export function verifiedLayerStream(raw: Readable, check: LayerCheck, signal: AbortSignal): Readable {
-  const stages: NodeJS.ReadWriteStream[] = [];
-  if (check.digest !== undefined) {
-    stages.push(
-      verifyDigestStream({
-        digest: check.digest,
-        ...(check.size === undefined ? {} : { size: check.size }),
-        what: check.what,
-      }),
-    );
-  }
-  stages.push(decompressor(check.compression));
-  if (check.diffId !== undefined) {
-    stages.push(verifyDigestStream({ digest: check.diffId, what: `${check.what} uncompressed, diffID` }));
-  }
-  const last = stages[stages.length - 1] as unknown as Readable;
-  // The last stream is what the flattener reads: any failure upstream must reach it.
-  pipeline([addAbortSignal(signal, raw), ...stages], (error) => {
-    if (error) last.destroy(error);
-  });
-  return last;
+  const stored =
+    check.digest === undefined
+      ? []
+      : [
+          verifyDigestStream({
+            digest: check.digest,
+            ...(check.size === undefined ? {} : { size: check.size }),
+            what: check.what,
+          }),
+        ];
+  return checkedLayer({
+    raw,
+    stored,
+    verifies: stored.length > 0,
+    inflate: decompressor(check.compression),
+    ...(check.diffId === undefined
+      ? {}
+      : { diffId: verifyDigestStream({ digest: check.diffId, what: `${check.what} uncompressed, diffID` }) }),
+    signal,
+  }).tar;
 }

@@ -72,8 +72,10 @@ export function checkedLayer(options: CheckedLayerOptions): CheckedLayer {
   const onStored = (error: Error | null | undefined): void => {
     storedOutcome = error ?? null;
     for (const wake of storedSettled.splice(0)) wake();
+    if (!error) return;
+    inflate.destroy();
     // Not while a failure is being explained: the explanation reports it.
-    if (error && explanation === undefined) tail.destroy(error);
+    if (explanation === undefined) tail.destroy(error);
   };
   if (storedEnd === null) source.once('error', (error) => onStored(error)).once('end', () => onStored(null));
   else pipeline([source, ...stages], onStored);
@@ -85,6 +87,18 @@ export function checkedLayer(options: CheckedLayerOptions): CheckedLayer {
   else inflate.pipe(diffId);
   inflate.once('error', (error) => {
     void explain(error).then((reported) => tail.destroy(reported as Error));
+  });
+
+  // A consumer that lets go of the tar early wants nothing more: close the connection and
+  // free the inflater, once any explanation it asked for is done with the stored bytes.
+  const teardown = (): void => {
+    source.destroy();
+    inflate.destroy();
+  };
+  tail.once('close', () => {
+    if (tail.readableEnded) return;
+    if (explanation === undefined) teardown();
+    else void explanation.then(teardown);
   });
 
   let explanation: Promise<unknown> | undefined;
