@@ -11,12 +11,7 @@ import { AbortError, ExitCode, UsageError } from '../errors.js';
 import type { PullEvent, ResolvedEvent } from '../operators/events.js';
 import type { PullOptions } from '../operators/pull-options.js';
 import { createCompressor, formatFromPath } from '../streams/compress.js';
-import {
-  TERMINAL_REFUSAL,
-  writeAtomically,
-  writeToStdout,
-  type StdoutLike,
-} from '../streams/output-file.js';
+import { TERMINAL_REFUSAL, writeToStdout, type StdoutLike } from '../streams/output-file.js';
 import { reportWarning } from './errors.js';
 import { addConnectionOptions, connectionOptions, type ConnectionCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
@@ -56,6 +51,7 @@ export interface PullCommandOptions extends ConnectionCommandOptions {
   configOut?: string;
   digestFile?: string;
   ifChanged?: boolean;
+  expandSparse?: boolean;
 }
 
 /** The process streams, passed in so the command can be driven without a process. */
@@ -104,6 +100,7 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--password-stdin', 'read the registry password or token from stdin')
     .option('--plain-http', 'talk to the registry over plain HTTP');
   return addConnectionOptions(command)
+    .option('--expand-sparse', 'write sparse files with their holes filled with zeros (default: kept sparse)')
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
@@ -185,6 +182,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     // Loaded here rather than at the top so --help, --version and usage errors do not pay
     // for the registry client, undici and rxjs at startup.
     const { pullRootfs } = await import('../operators/pull-rootfs.js');
+    const { pullToFile } = await import('./pull-to-file.js');
     let resolved: ResolvedEvent | undefined;
     const config = options.configOut === undefined ? undefined : new ConfigFetch(reference, registryOptions);
     const onEvent = (event: PullEvent): void => {
@@ -192,16 +190,25 @@ export async function runPull(reference: string, options: PullCommandOptions, io
       config?.event(event);
       reporter.event(event);
     };
-    const tar = pullRootfs(reference, { ...registryOptions, onEvent });
     // Hashed as it is written, so --digest-file costs no second read of the output.
-    const hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
-    // On any error pipeline() destroys every stage, so the compressor never writes its
-    // trailer and the consumer sees the error: the output stays visibly incomplete.
-    const output = hasher === undefined ? pipeline(tar, compressor, () => {}) : pipeline(tar, compressor, hasher, () => {});
-    const { bytes } =
-      file === undefined
-        ? await writeToStdout(output, { signal: controller.signal, stdout: io.stdout })
-        : await writeAtomically(output, file, { signal: controller.signal });
+    let hasher: HashingPassThrough | undefined;
+    let bytes: number;
+    if (file === undefined) {
+      const tar = pullRootfs(reference, { ...registryOptions, onEvent });
+      hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+      // On any error pipeline() destroys every stage, so the compressor never writes its
+      // trailer and the consumer sees the error: the output stays visibly incomplete.
+      const output = hasher === undefined ? pipeline(tar, compressor, () => {}) : pipeline(tar, compressor, hasher, () => {});
+      ({ bytes } = await writeToStdout(output, { signal: controller.signal, stdout: io.stdout }));
+    } else {
+      // A file can start over (each path once, a damaged layer fetched again): each attempt
+      // gets its own compressor and hasher.
+      ({ bytes } = await pullToFile(reference, { ...registryOptions, onEvent }, file, (attempt) => {
+        hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+        const stage = attempt === 0 ? compressor : createCompressor(format, options.level === undefined ? {} : { level: options.level });
+        return hasher === undefined ? [stage] : [stage, hasher];
+      }));
+    }
 
     // The rootfs is complete; only now what describes it, each file whole or not at all.
     if (config !== undefined && options.configOut !== undefined) await writeText(options.configOut, await config.text());
@@ -275,6 +282,7 @@ function pullOptions(options: PullCommandOptions, password: string | undefined, 
   if (password !== undefined) result.password = password;
   if (options.plainHttp === true) result.plainHttp = true;
   if (options.allowForeign === true) result.allowForeign = true;
+  if (options.expandSparse === true) result.expandSparse = true;
   if (options.retries !== undefined) result.retries = options.retries;
   if (options.maxWait !== undefined) result.maxWaitMs = options.maxWait * 1000;
   if (options.timeout !== undefined) result.timeoutMs = options.timeout * 1000;
