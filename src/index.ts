@@ -13,7 +13,7 @@ export type { PullOptions } from './operators/pull-options.js';
 export type * from './operators/events.js';
 export { resolveImage$, type ResolveImageOperatorOptions } from './operators/resolve-image.js';
 export { layerSources, openLayerTar, type LayerSourceOptions } from './operators/layer-sources.js';
-export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './operators/flatten-to.js';
+export { flattenTo$, type FlattenEvent, type FlattenToOptions, type RestartableOutput } from './operators/flatten-to.js';
 export {
   currentDigest,
   headManifest,
@@ -35,9 +35,13 @@ export { checkImageChanged, type ImageChangeCheck, type PulledImageDigests } fro
 
 export {
   flattenLayers,
+  FlattenRestart,
   type FlattenLayer,
+  type FlattenLessons,
   type FlattenOptions,
+  type FlattenWarning,
   type LayerFlattenStats,
+  type Superseded,
 } from './flatten/flatten.js';
 
 export * from './reference/index.js';
@@ -57,4 +61,5 @@ export { createParallelGzip, ParallelGzip, type ParallelGzipOptions } from './st
 export { decompressor, StrictGunzip, type DecompressorKind } from './streams/decompress.js';
 export { DigestVerifier, verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { ByteMeter, createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
-export { writeAtomically, writeToStdout, type StdoutLike } from './streams/output-file.js';
+export { createAtomicFile, writeAtomically, writeToStdout, type AtomicFile, type StdoutLike } from './streams/output-file.js';
+export { checkedLayer, type CheckedLayer, type CheckedLayerOptions } from './streams/checked-layer.js';
