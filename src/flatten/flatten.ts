@@ -222,8 +222,6 @@ class LayerState {
   /** Paths this layer wrote twice, and the first few. */
   duplicates = 0;
   readonly duplicateExamples: PathKey[] = [];
-  /** Reader warnings already passed on (the layer may be read more than once). */
-  readonly warned = new Set<string>();
 
   constructor(readonly index: number) {}
 
@@ -356,12 +354,17 @@ class Flattener {
     return reported;
   }
 
+  /** Reader warnings already passed on, per layer (a layer may be read more than once). */
+  private readonly warned = new Map<number, Set<string>>();
+
   /** Passes a reader warning on, once per layer, saying which layer. */
-  private readerWarning(layer: FlattenLayer, state: LayerState): (warning: TarWarning) => void {
+  private readerWarning(layer: FlattenLayer): (warning: TarWarning) => void {
     return (warning) => {
       const seen = `${warning.code}\0${warning.message}`;
-      if (state.warned.has(seen)) return;
-      state.warned.add(seen);
+      let warned = this.warned.get(layer.index);
+      if (warned === undefined) this.warned.set(layer.index, (warned = new Set()));
+      if (warned.has(seen)) return;
+      warned.add(seen);
       this.options.onWarning?.({ code: warning.code, message: `${layerLabel(layer)}: ${warning.message}`, layer: layer.index });
     };
   }
@@ -451,7 +454,7 @@ class Flattener {
       const source = heldOpen(await layer.open(abort.signal));
       release = source.release;
       this.prefetchBelow(layer);
-      const onWarning = this.readerWarning(layer, state);
+      const onWarning = this.readerWarning(layer);
       for await (const entry of readTar(source, { signal: abort.signal, onWarning })) {
         if (entry.ordinal < startAt) continue;
         const key = this.place(entry, state);
@@ -830,7 +833,7 @@ class Flattener {
     try {
       const source = heldOpen(await layer.open(abort.signal));
       release = source.release;
-      for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer, state) })) {
+      for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer) })) {
         const group = state.refetch.get(entry.ordinal);
         if (!group) continue;
         state.refetch.delete(entry.ordinal);
@@ -953,7 +956,7 @@ class Flattener {
       try {
         const source = heldOpen(await layer.open(abort.signal));
         release = source.release;
-        for await (const entry of readTar(source, { signal: abort.signal })) {
+        for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer) })) {
           skeleton.apply(layer.index, entry.ordinal, entry.header);
         }
       } catch (error) {

@@ -88,6 +88,8 @@ export function flattenTo$(
     const controller = new AbortController();
     const restartable = !isStream(output);
     let bytesOut = 0;
+    // An attempt after a restart reads the same layers again: say each thing once.
+    const warned = new Set<string>();
     const attempt = async (number: number, lessons: FlattenLessons | undefined): Promise<void> => {
       const sink = isStream(output) ? output : await output.open(number);
       bytesOut = 0;
@@ -100,7 +102,12 @@ export function flattenTo$(
         ...(lessons === undefined ? {} : { lessons }),
         onLayerStart: (index) => subscriber.next({ type: 'layer-start', index }),
         onLayerDone: (stats) => subscriber.next({ type: 'layer-done', bytesOut, ...stats }),
-        onWarning: (warning) => subscriber.next({ type: 'warning', ...warning }),
+        onWarning: (warning) => {
+          const key = `${warning.code}\0${warning.message}`;
+          if (warned.has(key)) return;
+          warned.add(key);
+          subscriber.next({ type: 'warning', ...warning });
+        },
       });
       async function* counted(): AsyncGenerator<Buffer> {
         for await (const chunk of tar) {

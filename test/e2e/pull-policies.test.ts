@@ -113,6 +113,16 @@ describe('a path that a layer holds twice', () => {
     expect(await readdir(dir)).toEqual(['out.tar']);
   });
 
+  it('gives each warning once, although the restarted attempt reads the layers again', async () => {
+    const { repo } = await push('dup-pinned', [
+      { entries: [file('../pinned', 'p\n')], compression: 'gzip' },
+      { entries: [file('a', '1'), file('a', '2')], compression: 'gzip' },
+    ]);
+    const { events } = await pullToFile(`${registry}/${repo}:v1`);
+    expect(events.filter((e) => e.type === 'retry')).toHaveLength(1);
+    expect(events.filter((e) => e.type === 'warning').map((e) => e.type === 'warning' && e.code).sort()).toEqual(['DUPLICATE_PATH', 'NAME_PINNED_AT_ROOT']);
+  });
+
   it('is written twice to a stream, the later last, with a DUPLICATE_PATH warning naming it', async () => {
     const { repo } = await push('dup-stream', layers);
     const { events, bytes } = await pullToStream(`${registry}/${repo}:v1`);
