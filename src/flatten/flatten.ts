@@ -483,9 +483,12 @@ class Flattener {
    */
   private place(entry: TarEntry, state: LayerState): PathKey | null {
     const { header, ordinal } = entry;
-    this.placing = { state, entry };
+    // Two fields rather than an object: no allocation per entry on the hot path.
+    this.placingState = state;
+    this.placingEntry = entry;
     const name = normalizeKey(header.name, this.notePinned);
     const target = header.type === 'link' ? normalizeKey(header.linkname, this.notePinned) : undefined;
+    this.placingEntry = undefined;
     this.placedTarget = undefined;
     this.placedAsNamed = false;
     if (this.resolutions) {
@@ -506,14 +509,15 @@ class Flattener {
     return key;
   }
 
-  /** The entry {@link place} is placing, for {@link notePinned}. */
-  private placing: { state: LayerState; entry: TarEntry } | undefined;
+  /** The entry {@link place} is cleaning the names of, for {@link notePinned}. */
+  private placingEntry: TarEntry | undefined;
+  private placingState: LayerState | undefined;
 
   /** A `..` of the entry being placed was pinned at the root: counted once per entry. */
   private readonly notePinned = (): void => {
-    const placing = this.placing;
-    if (placing === undefined) return;
-    const { state, entry } = placing;
+    const entry = this.placingEntry;
+    const state = this.placingState;
+    if (entry === undefined || state === undefined) return;
     if (state.pinnedOrdinal === entry.ordinal) return;
     state.pinnedOrdinal = entry.ordinal;
     state.pinned++;
