@@ -203,11 +203,18 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     } else {
       // A file can start over (each path once, a damaged layer fetched again): each attempt
       // gets its own compressor and hasher.
-      ({ bytes } = await pullToFile(reference, { ...registryOptions, onEvent }, file, (attempt) => {
-        hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
-        const stage = attempt === 0 ? compressor : createCompressor(format, options.level === undefined ? {} : { level: options.level });
-        return hasher === undefined ? [stage] : [stage, hasher];
-      }));
+      let compressorUsed = false;
+      try {
+        ({ bytes } = await pullToFile(reference, { ...registryOptions, onEvent }, file, (attempt) => {
+          hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+          const stage = compressorUsed ? createCompressor(format, options.level === undefined ? {} : { level: options.level }) : compressor;
+          compressorUsed = true;
+          return hasher === undefined ? [stage] : [stage, hasher];
+        }));
+      } finally {
+        // A pull that failed before its first byte never handed the compressor on.
+        if (!compressorUsed) compressor.destroy();
+      }
     }
 
     // The rootfs is complete; only now what describes it, each file whole or not at all.

@@ -85,7 +85,7 @@ export function checkedLayer(options: CheckedLayerOptions): CheckedLayer {
   stored.pipe(inflate);
   if (diffId === undefined) inflate.pipe(tail);
   else inflate.pipe(diffId);
-  inflate.once('error', (error) => {
+  inflate.on('error', (error) => {
     void explain(error).then((reported) => tail.destroy(reported as Error));
   });
 
