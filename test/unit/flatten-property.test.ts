@@ -416,6 +416,7 @@ describe('flattenLayers against the filesystem model', () => {
           else if (base.startsWith('.wh.')) seen.add('whiteout');
           if (e.type === 'link') seen.add(i > 0 ? 'link' : 'link in base');
           if (e.type === 'symlink') seen.add('symlink');
+          if (name.split('/').includes('..')) seen.add('pinned at the root');
         }
         // an entry that landed somewhere other than where it is spelt went through a symlink
         const spelt = layer.filter((e) => !String(e.name).includes('.wh.')).map((e) => normalisePath(Buffer.from(e.name as string)).join('/'));
@@ -442,6 +443,7 @@ describe('flattenLayers against the filesystem model', () => {
         'link',
         'link in base',
         'opaque',
+        'pinned at the root',
         'same-layer duplicate',
         'symlink',
         'through symlink',
