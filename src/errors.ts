@@ -164,7 +164,11 @@ export class PlatformNotFoundError extends OciRootfsError {
   }
 }
 
-/** Bytes whose sha256 is not the one the descriptor promised. */
+/**
+ * Bytes whose sha256 is not the one the descriptor promised. With a `reason` (e.g. a layer
+ * that failed to decompress, read on to its end: "corrupted in transit…"), the message says
+ * why it matters and `cause` is the failure the damaged bytes caused first.
+ */
 export class DigestMismatchError extends OciRootfsError {
   override readonly code = 'ERR_DIGEST_MISMATCH';
   override readonly exitCode = ExitCode.integrity;
@@ -173,8 +177,14 @@ export class DigestMismatchError extends OciRootfsError {
     readonly expected: string,
     readonly actual: string,
     readonly bytes: number,
+    options?: OciRootfsErrorOptions & { reason?: string },
   ) {
-    super(`${what}: digest mismatch: expected ${expected}, got ${actual} after ${bytes} bytes`);
+    super(
+      options?.reason === undefined
+        ? `${what}: digest mismatch: expected ${expected}, got ${actual} after ${bytes} bytes`
+        : `${what} does not match its digest: ${options.reason} (expected ${expected}, got ${actual} after ${bytes} bytes)`,
+      options,
+    );
   }
 }
 
@@ -186,8 +196,9 @@ export class SizeMismatchError extends OciRootfsError {
     readonly what: string,
     readonly expected: number,
     readonly actual: number,
+    options?: OciRootfsErrorOptions,
   ) {
-    super(`${what}: size mismatch: expected ${expected} bytes, got ${actual}`);
+    super(`${what}: size mismatch: expected ${expected} bytes, got ${actual}`, options);
   }
 }
 

@@ -57,13 +57,29 @@ export type { ImageStore, OpenLayerHooks, StoreRoot, StoredBlob } from './stores
 export { RegistryClient, type RegistryClientOptions } from './registry/client.js';
 export { resolveImage, type ResolvedConfig, type ResolvedImage, type ResolveOptions } from './queries/resolve.js';
 export { layerSources, type LayerSourceOptions } from './stores/layer-sources.js';
-export { flattenLayers, type FlattenLayer, type FlattenOptions, type LayerFlattenStats } from './flatten/flatten.js';
-export { flattenTo$, type FlattenEvent, type FlattenToOptions } from './pull/flatten-to.js';
+export {
+  flattenLayers,
+  FlattenRestart,
+  type FlattenLayer,
+  type FlattenLessons,
+  type FlattenOptions,
+  type FlattenWarning,
+  type LayerFlattenStats,
+  type Superseded,
+} from './flatten/flatten.js';
+export { flattenTo$, type FlattenEvent, type FlattenToOptions, type RestartableOutput } from './pull/flatten-to.js';
 export { createCompressor, formatFromPath, type CompressorOptions, type OutputFormat } from './streams/compress.js';
 export { decompressor, type DecompressorKind } from './streams/decompress.js';
 export { verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
-export { writeAtomically, writeToStdout, type StdoutLike } from './streams/output-file.js';
+export {
+  createAtomicFile,
+  writeAtomically,
+  writeToStdout,
+  type AtomicFile,
+  type StdoutLike,
+  type WriteOutputResult,
+} from './streams/output-file.js';
 // Our tar codec (reader, header encoder): its barrel is curated where it lives.
 export * from './streams/tar/index.js';
 

@@ -23,6 +23,7 @@ import {
   writeText,
   type RecordedOptions,
 } from './pull-outputs.js';
+import { pullToFile } from './pull-to-file.js';
 import { abortOnInterrupt, checkCredentialOptions, IMAGE_ARGUMENT_HELP, readPassword, type CliIo } from './shared.js';
 
 /** The options commander hands to the action, after the parsers below. */
@@ -40,6 +41,7 @@ export interface PullCommandOptions extends RegistryCommandOptions {
   configOut?: string;
   digestFile?: string;
   ifChanged?: boolean;
+  expandSparse?: boolean;
 }
 
 export type { CliIo } from './shared.js';
@@ -76,6 +78,7 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('-o, --output <file>', 'write to FILE, "-" for stdout (default: stdout)')
     .option('--format <format>', 'tar, gzip or zstd (default: from the -o extension, else tar)', parseFormat);
   return addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)')
+    .option('--expand-sparse', 'write sparse files with their holes filled with zeros (default: kept sparse)')
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
@@ -144,6 +147,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     platform: options.platform ?? null,
     format,
     level: format === 'tar' ? null : (options.level ?? DEFAULT_LEVEL[format]),
+    expandSparse: options.expandSparse === true,
   };
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
@@ -165,16 +169,33 @@ export async function runPull(reference: string, options: PullCommandOptions, io
       reporter.event(event);
     };
     // The resolved image carries its config: --config-out needs no second request.
-    const tar = api.pullRootfs(reference, { ...registryOptions, onEvent, onResolved: (resolvedImage) => (image = resolvedImage) });
+    const requestOptions = { ...registryOptions, onEvent, onResolved: (resolvedImage: ResolvedImage) => (image = resolvedImage) };
     // Hashed as it is written, so --digest-file costs no second read of the output.
-    const hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
-    // On any error pipeline() destroys every stage, so the compressor never writes its
-    // trailer and the consumer sees the error: the output stays visibly incomplete.
-    const output = hasher === undefined ? pipeline(tar, compressor, () => {}) : pipeline(tar, compressor, hasher, () => {});
-    const { bytes } =
-      file === undefined
-        ? await api.writeToStdout(output, { signal: controller.signal, stdout: io.stdout })
-        : await api.writeAtomically(output, file, { signal: controller.signal });
+    let hasher: HashingPassThrough | undefined;
+    let bytes: number;
+    if (file === undefined) {
+      const tar = api.pullRootfs(reference, requestOptions);
+      hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+      // On any error pipeline() destroys every stage, so the compressor never writes its
+      // trailer and the consumer sees the error: the output stays visibly incomplete.
+      const output = hasher === undefined ? pipeline(tar, compressor, () => {}) : pipeline(tar, compressor, hasher, () => {});
+      ({ bytes } = await api.writeToStdout(output, { signal: controller.signal, stdout: io.stdout }));
+    } else {
+      // A file can start over (each path once, a damaged layer fetched again): each attempt
+      // gets its own compressor and hasher.
+      let compressorUsed = false;
+      try {
+        ({ bytes } = await pullToFile(reference, requestOptions, file, () => {
+          hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+          const stage = compressorUsed ? api.createCompressor(format, options.level === undefined ? {} : { level: options.level }) : compressor;
+          compressorUsed = true;
+          return hasher === undefined ? [stage] : [stage, hasher];
+        }));
+      } finally {
+        // A pull that failed before its first byte never handed the compressor on.
+        if (!compressorUsed) compressor.destroy();
+      }
+    }
 
     // The rootfs is complete; only now what describes it, each file whole or not at all.
     if (options.configOut !== undefined && image !== undefined) await writeText(options.configOut, prettyJson(image.config.bytes));
@@ -254,6 +275,7 @@ function pullOptions(options: PullCommandOptions, password: string | undefined, 
   if (options.insecure === true) result.insecure = true;
   if (options.registryMirror !== undefined && options.registryMirror !== '') result.registryMirror = options.registryMirror;
   if (options.allowForeign === true) result.allowForeign = true;
+  if (options.expandSparse === true) result.expandSparse = true;
   if (options.retries !== undefined) result.retries = options.retries;
   if (options.maxWait !== undefined) result.maxWaitMs = options.maxWait * 1000;
   if (options.timeout !== undefined) result.timeoutMs = options.timeout * 1000;

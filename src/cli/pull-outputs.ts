@@ -42,6 +42,8 @@ export interface RecordedOptions {
   platform: string | null;
   format: string;
   level: number | null;
+  /** `--expand-sparse`; a record written before the option existed has none (false). */
+  expandSparse?: boolean;
 }
 
 /** The sidecar's content (version 1). */
@@ -85,7 +87,8 @@ export async function recordMatches(record: OutputRecord, output: string, option
   const sameOptions =
     record.options.platform === options.platform &&
     record.options.format === options.format &&
-    record.options.level === options.level;
+    record.options.level === options.level &&
+    (record.options.expandSparse ?? false) === (options.expandSparse ?? false);
   if (!sameOptions) return false;
   try {
     return (await stat(output)).size === record.output.bytes;

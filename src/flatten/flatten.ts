@@ -1,7 +1,14 @@
-import { HardlinkTargetError, MalformedArchiveError, throwIfAborted } from '../errors.js';
+import {
+  DigestMismatchError,
+  HardlinkTargetError,
+  MalformedArchiveError,
+  SizeMismatchError,
+  throwIfAborted,
+} from '../errors.js';
+import { worthExplaining } from '../streams/checked-layer.js';
 import { readTar } from '../streams/tar/reader.js';
-import type { TarEntry, TarHeader } from '../streams/tar/types.js';
-import { END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from '../streams/tar/writer.js';
+import type { TarEntry, TarHeader, TarWarning } from '../streams/tar/types.js';
+import { bodyLength, canStoreSparse, END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from '../streams/tar/writer.js';
 import { LinkWatches, mergeGroups, newGroup, type LinkGroup, type LinkMember } from './hardlinks.js';
 import {
   childKey,
@@ -9,6 +16,7 @@ import {
   isAufsMetaKey,
   joinKey,
   keyToBuffer,
+  normalizeEntryName,
   normalizeKey,
   parentKey,
   printable,
@@ -37,6 +45,53 @@ export interface FlattenLayer {
    * streams; `signal` aborts when the flatten ends, which must release whatever was not taken.
    */
   prefetch?(signal: AbortSignal): void;
+  /**
+   * Optional: reading the pass `open()` started last failed with `error` (decompression, tar
+   * parsing, or what the flattener refused in it). Reads the rest of that pass's stored bytes
+   * and resolves to what to report: an integrity error (exit 7) with `error` as its cause
+   * when they do not match their digest (damaged on the way, not a malformed image), else
+   * `error`. Called before the pass's signal is aborted.
+   */
+  explainFailure?(error: unknown): Promise<unknown>;
+}
+
+/** Something the flatten accepted but the user may want to know (contract C). */
+export interface FlattenWarning {
+  /** Stable: the reader's `TAR_*` codes, `NAME_PINNED_AT_ROOT`, `DUPLICATE_PATH`. */
+  code: string;
+  message: string;
+  /** The layer it concerns (index, 0 = base). */
+  layer?: number;
+}
+
+/** Per layer index, tar ordinals of entries that a later entry of the same layer replaces. */
+export type Superseded = ReadonlyMap<number, ReadonlySet<number>>;
+
+/** What earlier attempts of a restartable flatten learnt; the next attempt needs it. */
+export interface FlattenLessons {
+  /** Entries to leave out so that each path is written once (they still serve as hardlink sources). */
+  superseded: Superseded;
+  /** Layers already fetched again after a damaged download: another failure is final. */
+  refetched: ReadonlySet<number>;
+}
+
+/**
+ * Thrown by a flatten with `restartable: true` when the output must start over; nothing it
+ * wrote is wanted. Start a new attempt on an emptied output with `lessons`. Each restart
+ * learns something new (a layer's duplicates, a layer to fetch again), so they are few: one
+ * for all the duplicates of the image, one per damaged download.
+ */
+export class FlattenRestart extends Error {
+  constructor(
+    readonly lessons: FlattenLessons,
+    /** Why, in words, for a `retry` event. */
+    readonly reason: string,
+    /** The layer fetched again, when a damaged download is the reason. */
+    readonly refetch?: { index: number; name: string; error: unknown },
+  ) {
+    super(reason);
+    this.name = 'FlattenRestart';
+  }
 }
 
 export interface LayerFlattenStats {
@@ -56,9 +111,29 @@ export interface FlattenOptions {
   filter?: (header: Readonly<TarHeader>) => boolean;
   onLayerStart?: (index: number) => void;
   onLayerDone?: (stats: LayerFlattenStats) => void;
+  /**
+   * Told what was accepted but is worth saying: the tar reader's warnings (message prefixed
+   * with the layer), names pinned at the root (`NAME_PINNED_AT_ROOT`, one per layer), paths a
+   * layer holds twice (`DUPLICATE_PATH`, one per layer).
+   */
+  onWarning?: (warning: FlattenWarning) => void;
+  /** Write sparse files expanded (holes as zeros) instead of sparse (`--expand-sparse`). */
+  expandSparse?: boolean;
+  /**
+   * The output can start over (a file; stdout cannot). Then each path is written once: on
+   * the first path a layer holds twice the flatten stops writing, reads on to learn every
+   * such path of every layer, and throws a {@link FlattenRestart}; a layer whose download
+   * turns out damaged also throws one, once per layer. Without it, a duplicated path is
+   * written twice (the later wins on extraction) with a warning, and a damaged layer fails.
+   */
+  restartable?: boolean;
+  /** What earlier attempts learnt (from {@link FlattenRestart.lessons}). */
+  lessons?: FlattenLessons;
 }
 
 const DEFAULT_HIDDEN_BODY_BUDGET = 8 * 1024 * 1024;
+/** Paths named in a `DUPLICATE_PATH` warning. */
+const MAX_EXAMPLES = 3;
 /**
  * Small writes (headers, links, small bodies) are gathered up to this size before they are
  * yielded: each chunk costs a write downstream (a thread-pool round trip for a file), and
@@ -139,6 +214,14 @@ class LayerState {
   readonly refetch = new Map<number, LinkGroup>();
   written = 0;
   skipped = 0;
+  /** Names (and hardlink targets) whose `..` climbed above the root, and the first of them. */
+  pinned = 0;
+  pinnedExample: { name: Buffer; key: PathKey } | undefined;
+  /** The last ordinal counted in {@link pinned}: a pending entry is placed twice. */
+  pinnedOrdinal = -1;
+  /** Paths this layer wrote twice, and the first few. */
+  duplicates = 0;
+  readonly duplicateExamples: PathKey[] = [];
 
   constructor(readonly index: number) {}
 
@@ -198,6 +281,14 @@ class Flattener {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private readonly topDown: FlattenLayer[];
+  /** Entries to leave out, learnt by earlier attempts. */
+  private readonly superseded: Superseded | undefined;
+  /** Entries this attempt found replaced by a later same-layer entry at the same path. */
+  private readonly learned = new Map<number, Set<number>>();
+  /** A restartable flatten found a path written twice: it reads on, writing nothing. */
+  private discarding = false;
+  /** Per layer that wrote a path twice: `layer N (name) holds K paths twice`. */
+  private readonly duplicateNotes: string[] = [];
 
   constructor(
     layers: readonly FlattenLayer[],
@@ -206,6 +297,7 @@ class Flattener {
     this.topDown = [...layers].sort((a, b) => b.index - a.index);
     this.ahead = linkedController(options.signal);
     this.budget = options.hiddenBodyBudget ?? DEFAULT_HIDDEN_BODY_BUDGET;
+    this.superseded = options.lessons?.superseded;
   }
 
   /** Aborts what layers fetched ahead and nobody took (the flatten ended, or failed). */
@@ -213,9 +305,95 @@ class Flattener {
 
   async *run(): AsyncGenerator<Buffer> {
     try {
-      yield* this.runLayers();
+      for await (const chunk of this.runLayers()) {
+        if (!this.discarding) yield chunk;
+      }
+      if (this.discarding) {
+        throw new FlattenRestart(
+          this.lessons(undefined),
+          `${this.duplicateNotes.join('; ')}: starting over to write each path once`,
+        );
+      }
     } finally {
       this.ahead.abort();
+    }
+  }
+
+  /** What the next attempt must know; `failed`: a layer whose learnings cannot be trusted. */
+  private lessons(failed: number | undefined): FlattenLessons {
+    const superseded = new Map<number, Set<number>>();
+    for (const [layer, ordinals] of this.superseded ?? []) superseded.set(layer, new Set(ordinals));
+    for (const [layer, ordinals] of this.learned) {
+      if (layer === failed) continue;
+      const set = superseded.get(layer) ?? new Set<number>();
+      for (const ordinal of ordinals) set.add(ordinal);
+      superseded.set(layer, set);
+    }
+    const refetched = new Set(this.options.lessons?.refetched ?? []);
+    if (failed !== undefined) refetched.add(failed);
+    return { superseded, refetched };
+  }
+
+  /**
+   * A pass over `layer` failed with `error`: what to throw. The layer source may find the
+   * bytes were damaged on the way (an integrity error); a restartable flatten then starts
+   * over, once per layer, to fetch it again.
+   */
+  private async failure(layer: FlattenLayer, error: unknown): Promise<unknown> {
+    if (error instanceof FlattenRestart) return error;
+    let reported = error;
+    if (layer.explainFailure !== undefined && worthExplaining(error)) reported = await layer.explainFailure(error);
+    const damaged = reported instanceof DigestMismatchError || reported instanceof SizeMismatchError;
+    if (damaged && this.options.restartable === true && this.options.lessons?.refetched.has(layer.index) !== true) {
+      return new FlattenRestart(
+        this.lessons(layer.index),
+        `${(reported as Error).message}; fetching it again and starting over`,
+        { index: layer.index, name: layer.name, error: reported },
+      );
+    }
+    return reported;
+  }
+
+  /** Reader warnings already passed on, per layer (a layer may be read more than once). */
+  private readonly warned = new Map<number, Set<string>>();
+
+  /** Passes a reader warning on, once per layer, saying which layer. */
+  private readerWarning(layer: FlattenLayer): (warning: TarWarning) => void {
+    return (warning) => {
+      const seen = `${warning.code}\0${warning.message}`;
+      let warned = this.warned.get(layer.index);
+      if (warned === undefined) this.warned.set(layer.index, (warned = new Set()));
+      if (warned.has(seen)) return;
+      warned.add(seen);
+      this.options.onWarning?.({ code: warning.code, message: `${layerLabel(layer)}: ${warning.message}`, layer: layer.index });
+    };
+  }
+
+  /** The warnings of a layer that are summed up once it is done. */
+  private layerWarnings(layer: FlattenLayer, state: LayerState): void {
+    const warn = this.options.onWarning;
+    if (state.pinned > 0 && state.pinnedExample !== undefined) {
+      const { name, key } = state.pinnedExample;
+      const count = state.pinned === 1 ? 'an entry name climbs' : `${state.pinned} entry names climb`;
+      warn?.({
+        code: 'NAME_PINNED_AT_ROOT',
+        message: `${layerLabel(layer)}: ${count} above the root and ${state.pinned === 1 ? 'was' : 'were'} pinned at it, as container runtimes do (e.g. "${printable(name.toString('latin1'))}" is written as "${printable(key)}")`,
+        layer: layer.index,
+      });
+    }
+    if (state.duplicates > 0) {
+      const count = state.duplicates === 1 ? 'a path' : `${state.duplicates} paths`;
+      const examples = state.duplicateExamples.map((key) => `"${printable(key)}"`).join(', ');
+      this.duplicateNotes.push(`${layerLabel(layer)} holds ${count} twice (${examples})`);
+      const outcome =
+        this.options.restartable === true
+          ? 'the later copy wins and is the only one written'
+          : 'the later copy wins: both are in the output, and extracting keeps the later (write to a file for one entry per path)';
+      warn?.({
+        code: 'DUPLICATE_PATH',
+        message: `${layerLabel(layer)}: ${count} appear${state.duplicates === 1 ? 's' : ''} more than once in the layer (${examples}); ${outcome}`,
+        layer: layer.index,
+      });
     }
   }
 
@@ -241,8 +419,10 @@ class Flattener {
         await this.prePass(layer.index);
         startAt = pendingAt;
       }
-      if (state.refetch.size > 0) yield* this.refetchSources(layer, state);
+      // Nothing a discarding flatten writes is kept: no need to read a layer again for it.
+      if (state.refetch.size > 0 && !this.discarding) yield* this.refetchSources(layer, state);
       this.checkWatchesAfter(layer, state);
+      this.layerWarnings(layer, state);
       yield* this.drain();
       this.options.onLayerDone?.({
         index: layer.index,
@@ -255,6 +435,8 @@ class Flattener {
         `layer ${group.createdAt}: hardlink "${printable(group.firstLink ?? '')}" points at "${printable(target)}", which no lower layer has`,
       );
     }
+    // The root entry `./` that no layer gave, then the parents no layer declared.
+    if (!this.visibility.rootWritten()) this.pushHeader(implicitDir(ROOT));
     for (const key of this.visibility.implicitParents()) this.pushHeader(implicitDir(key));
     this.push(END_OF_ARCHIVE);
     yield* this.drain();
@@ -267,10 +449,13 @@ class Flattener {
     startAt: number,
   ): AsyncGenerator<Buffer, number | undefined> {
     const abort = linkedController(this.options.signal);
+    let release = NO_RELEASE;
     try {
-      const source = await layer.open(abort.signal);
+      const source = heldOpen(await layer.open(abort.signal));
+      release = source.release;
       this.prefetchBelow(layer);
-      for await (const entry of readTar(source, { signal: abort.signal })) {
+      const onWarning = this.readerWarning(layer);
+      for await (const entry of readTar(source, { signal: abort.signal, onWarning })) {
         if (entry.ordinal < startAt) continue;
         const key = this.place(entry, state);
         if (key === null) return entry.ordinal;
@@ -278,7 +463,10 @@ class Flattener {
         if (this.pendingBytes >= OUTPUT_BATCH) yield* this.drain();
       }
       return undefined;
+    } catch (error) {
+      throw await this.failure(layer, error);
     } finally {
+      await release();
       abort.abort();
     }
   }
@@ -295,8 +483,12 @@ class Flattener {
    */
   private place(entry: TarEntry, state: LayerState): PathKey | null {
     const { header, ordinal } = entry;
-    const name = normalizeKey(header.name);
-    const target = header.type === 'link' ? normalizeKey(header.linkname, 'hardlink target') : undefined;
+    // Two fields rather than an object: no allocation per entry on the hot path.
+    this.placingState = state;
+    this.placingEntry = entry;
+    const name = normalizeKey(header.name, this.notePinned);
+    const target = header.type === 'link' ? normalizeKey(header.linkname, this.notePinned) : undefined;
+    this.placingEntry = undefined;
     this.placedTarget = undefined;
     this.placedAsNamed = false;
     if (this.resolutions) {
@@ -316,6 +508,24 @@ class Flattener {
     this.placedAsNamed = key === name && name.length === header.name.length;
     return key;
   }
+
+  /** The entry {@link place} is cleaning the names of, for {@link notePinned}. */
+  private placingEntry: TarEntry | undefined;
+  private placingState: LayerState | undefined;
+
+  /** A `..` of the entry being placed was pinned at the root: counted once per entry. */
+  private readonly notePinned = (): void => {
+    const entry = this.placingEntry;
+    const state = this.placingState;
+    if (entry === undefined || state === undefined) return;
+    if (state.pinnedOrdinal === entry.ordinal) return;
+    state.pinnedOrdinal = entry.ordinal;
+    state.pinned++;
+    if (state.pinnedExample === undefined) {
+      const name = climbs(entry.header.name) ? entry.header.name : entry.header.linkname;
+      state.pinnedExample = { name, key: normalizeEntryName(name).join('/') };
+    }
+  };
 
   /** `key` with its parents resolved through symlinks; `null` when a parent is not settled yet. */
   private resolveKey(key: PathKey, state: LayerState): PathKey | null {
@@ -409,9 +619,14 @@ class Flattener {
       verdict = 'shadowed';
     }
     if (!isDir && verdict === 'shadowed') visibility.recordCurrentCover(layer);
+    // An earlier attempt learnt that a later entry of this layer replaces this one: it is
+    // not written (each path once), but stays a hidden source for hardlinks, and a
+    // non-directory still replaced what lower layers had below it.
+    const superseded = this.superseded?.get(layer)?.has(entry.ordinal) === true;
+    if (superseded && verdict === 'visible' && !isDir) visibility.recordCurrentCover(layer);
     // Only a path this layer already wrote can have a same-layer record to displace.
     let rewrite = false;
-    if (verdict === 'visible') {
+    if (verdict === 'visible' && !superseded) {
       rewrite = visibility.currentWrittenBy() === layer;
       const earlier = visibility.currentWrittenInLayer(layer);
       if (!isDir && earlier && (earlier.dir || earlier.hasChildren)) {
@@ -421,13 +636,14 @@ class Flattener {
       }
       visibility.recordCurrentWrite(layer, isDir);
     }
-    const written = verdict === 'visible' && kept;
+    const written = verdict === 'visible' && kept && !superseded;
     let flags = (written ? R_WRITTEN : 0) | (isDir ? R_DIR : 0);
     const kind = this.kindOf(header, targetKey, state);
     if (kind.kind === 'symlink') {
       flags |= R_SYMLINK;
       state.symlinks.set(key, kind);
     }
+    if ((written && rewrite) || state.watchHits.has(key)) this.noteDuplicate(key, state, written && rewrite);
     if (written && rewrite) this.displaceOutputPath(key, state);
 
     if (header.type === 'link') {
@@ -439,7 +655,8 @@ class Flattener {
         group.members.push(record.member);
         state.written++;
       } else state.skipped++;
-      mergeGroups(group, this.takeWatchers(key, state));
+      // Links of higher layers to this path mean the entry that replaces it.
+      if (!superseded) mergeGroups(group, this.takeWatchers(key, state));
       yield* this.flushGroup(group, state);
       return;
     }
@@ -449,7 +666,7 @@ class Flattener {
       key,
       written || isDir ? packRecord(entry.ordinal, flags) : { ordinal: entry.ordinal, flags, header, group: undefined },
     );
-    const watchers = this.takeWatchers(key, state);
+    const watchers = superseded ? [] : this.takeWatchers(key, state);
     if (isDir && watchers.some((g) => g.members.some((m) => !m.cancelled))) {
       throw new HardlinkTargetError(`layer ${layer}: hardlink target "${printable(key)}" is a directory`);
     }
@@ -484,6 +701,26 @@ class Flattener {
     yield* this.writeEntry({ ...out, name: keyToBuffer(first.key) }, entry);
     this.markWritten(group, first.key);
     yield* this.flushGroup(group, state);
+  }
+
+  /**
+   * A later entry of the same layer replaces the entry at `key`, and the output would hold a
+   * path twice: `key` itself (`rewritten`: both written), or the hardlinks of higher layers
+   * that the earlier entry took and that are written again after this one. Learnt, so that a
+   * restart leaves the earlier entry out; a restartable flatten stops writing from here on.
+   */
+  private noteDuplicate(key: PathKey, state: LayerState, rewritten: boolean): void {
+    const previous = state.records.get(key);
+    if (previous === undefined) return;
+    if (!(rewritten && flagsOf(previous) & R_WRITTEN) && !state.watchHits.has(key)) return;
+    const ordinal = typeof previous === 'number' ? Math.floor(previous / R_FLAGS) : previous.ordinal;
+    let ordinals = this.learned.get(state.index);
+    if (ordinals === undefined) this.learned.set(state.index, (ordinals = new Set()));
+    if (ordinals.has(ordinal)) return;
+    ordinals.add(ordinal);
+    state.duplicates++;
+    if (state.duplicateExamples.length < MAX_EXAMPLES) state.duplicateExamples.push(key);
+    if (this.options.restartable === true) this.discarding = true;
   }
 
   /** The groups of higher layers waiting for `key`, including those a same-layer duplicate takes over. */
@@ -573,7 +810,8 @@ class Flattener {
         return;
       }
       const first = group.members.shift() as LinkMember;
-      this.pushHeader({ ...source.header, name: keyToBuffer(first.key) });
+      // The kept body is the expanded content: the copy is written expanded.
+      this.pushHeader({ ...withoutSparse(source.header), name: keyToBuffer(first.key) });
       this.push(body);
       this.pushPadding(body.length);
       this.markWritten(group, first.key);
@@ -595,9 +833,11 @@ class Flattener {
   /** Reads the layer once more for the bodies of hidden files that links need. */
   private async *refetchSources(layer: FlattenLayer, state: LayerState): AsyncGenerator<Buffer> {
     const abort = linkedController(this.options.signal);
+    let release = NO_RELEASE;
     try {
-      const source = await layer.open(abort.signal);
-      for await (const entry of readTar(source, { signal: abort.signal })) {
+      const source = heldOpen(await layer.open(abort.signal));
+      release = source.release;
+      for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer) })) {
         const group = state.refetch.get(entry.ordinal);
         if (!group) continue;
         state.refetch.delete(entry.ordinal);
@@ -610,7 +850,10 @@ class Flattener {
         yield* this.flushGroup(group, state);
         if (state.refetch.size === 0) break;
       }
+    } catch (error) {
+      throw await this.failure(layer, error);
     } finally {
+      await release();
       abort.abort();
     }
   }
@@ -673,30 +916,39 @@ class Flattener {
     state.hiddenBytes += body.length;
   }
 
+  /**
+   * Writes `header` and the entry's body: a sparse file as it is stored (its segments only,
+   * DESIGN.md §3), or expanded (holes as zeros) with `expandSparse`, or when its map has a
+   * data segment GNU tar would misplace (not a whole number of blocks before the last).
+   */
   private async *writeEntry(header: TarHeader, entry: TarEntry): AsyncGenerator<Buffer> {
-    this.pushHeader(header);
-    if (header.type !== 'file' || header.size === 0) return;
+    const sparse = header.sparse !== undefined && this.options.expandSparse !== true && canStoreSparse(header.sparse);
+    const out = header.sparse !== undefined && !sparse ? withoutSparse(header) : header;
+    this.pushHeader(out);
+    const length = bodyLength(out);
+    if (length === 0) return;
+    const body = sparse ? entry.storedBody() : entry.body();
     let bytes = 0;
-    if (header.size <= SMALL_BODY) {
+    if (length <= SMALL_BODY) {
       // Small files join the batch: one tiny chunk per file costs more downstream (stream
       // plumbing, writev) than the copy.
-      for await (const chunk of entry.body()) {
+      for await (const chunk of body) {
         bytes += chunk.length;
         this.push(chunk);
       }
     } else {
       yield* this.drain();
-      for await (const chunk of entry.body()) {
+      for await (const chunk of body) {
         bytes += chunk.length;
         yield chunk;
       }
     }
-    if (bytes !== header.size) {
+    if (bytes !== length) {
       throw new MalformedArchiveError(
-        `entry "${printable(header.name.toString('latin1'))}": body is ${bytes} bytes, header says ${header.size}`,
+        `entry "${printable(out.name.toString('latin1'))}": body is ${bytes} bytes, header says ${length}`,
       );
     }
-    this.pushPadding(header.size);
+    this.pushPadding(length);
   }
 
   /** Learns every directory and symlink of the layers up to `top`, base first, headers only. */
@@ -705,12 +957,17 @@ class Flattener {
     const baseFirst = [...this.topDown].reverse().filter((layer) => layer.index <= top);
     for (const layer of baseFirst) {
       const abort = linkedController(this.options.signal);
+      let release = NO_RELEASE;
       try {
-        const source = await layer.open(abort.signal);
-        for await (const entry of readTar(source, { signal: abort.signal })) {
+        const source = heldOpen(await layer.open(abort.signal));
+        release = source.release;
+        for await (const entry of readTar(source, { signal: abort.signal, onWarning: this.readerWarning(layer) })) {
           skeleton.apply(layer.index, entry.ordinal, entry.header);
         }
+      } catch (error) {
+        throw await this.failure(layer, error);
       } finally {
+        await release();
         abort.abort();
       }
     }
@@ -791,9 +1048,27 @@ function asLink(header: TarHeader, target: Buffer): TarHeader {
   return { ...header, type: 'link', size: 0, linkname: target };
 }
 
+function withoutSparse(header: TarHeader): TarHeader {
+  if (header.sparse === undefined) return header;
+  const { sparse: _dropped, ...expanded } = header;
+  return expanded;
+}
+
+function layerLabel(layer: FlattenLayer): string {
+  return `layer ${layer.index} (${layer.name})`;
+}
+
+/** Whether a name's `..` climbs above the root. */
+function climbs(name: Buffer): boolean {
+  let pinned = false;
+  normalizeEntryName(name, () => (pinned = true));
+  return pinned;
+}
+
 function implicitDir(key: PathKey): TarHeader {
   return {
-    name: keyToBuffer(key),
+    // The root entry is `./` (the writer adds the slash of a directory).
+    name: key === ROOT ? Buffer.from('.') : keyToBuffer(key),
     type: 'directory',
     mode: IMPLICIT_DIR_MODE,
     uid: 0,
@@ -806,6 +1081,37 @@ function implicitDir(key: PathKey): TarHeader {
     devmajor: 0,
     devminor: 0,
     pax: [],
+  };
+}
+
+const NO_RELEASE = (): Promise<void> => Promise.resolve();
+
+/**
+ * `source` for the tar reader, which lets go of it when it stops early; held open here until
+ * {@link release}, so that a failure can first be explained by reading the layer's stored
+ * bytes on (see {@link FlattenLayer.explainFailure}).
+ */
+function heldOpen(source: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> & { release(): Promise<void> } {
+  const iterator = source[Symbol.asyncIterator]();
+  let done = false;
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: async () => {
+        const result = await iterator.next();
+        if (result.done === true) done = true;
+        return result;
+      },
+      return: () => Promise.resolve({ done: true, value: undefined }),
+    }),
+    release: async () => {
+      if (done) return;
+      done = true;
+      try {
+        await iterator.return?.();
+      } catch {
+        // The pass is over either way; its failure, if any, was reported.
+      }
+    },
   };
 }
 

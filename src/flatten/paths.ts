@@ -1,4 +1,4 @@
-import { MalformedArchiveError, UnsafeEntryError } from '../errors.js';
+import { MalformedArchiveError } from '../errors.js';
 
 /**
  * Paths inside the flattener are strings in which each char is one byte of the original
@@ -9,23 +9,26 @@ export type PathKey = string;
 
 export const ROOT: PathKey = '';
 
-/** Lexically cleans a tar entry name: `./a//b/` and `/a/b` become `a/b`; `..` may not leave the root. */
-export function normalizeEntryName(name: Buffer, what = 'entry'): string[] {
+/**
+ * Lexically cleans a tar entry name as a path inside the root, as Docker (a layer applied in a
+ * chroot) and containerd (root-bounded joins) do: `./a//b/` and `/a/b` become `a/b`, and `..`
+ * at the root stays at the root (`../x`, `/../x`, `a/../../x` → `x`). `onPinned` is told when a
+ * `..` was pinned there, so that the caller can warn: nothing is ever refused for it.
+ */
+export function normalizeEntryName(name: Buffer, onPinned?: () => void): string[] {
   const parts = name.toString('latin1').split('/');
   const out: string[] = [];
+  let pinned = false;
   for (const part of parts) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
-      if (out.length === 0) {
-        throw new UnsafeEntryError(
-          `refusing ${what} "${name.toString('utf8')}": it would land outside the root`,
-        );
-      }
-      out.pop();
+      if (out.length === 0) pinned = true;
+      else out.pop();
       continue;
     }
     out.push(part);
   }
+  if (pinned) onPinned?.();
   return out;
 }
 
@@ -39,12 +42,12 @@ const NEEDS_CLEANING = /\/\/|(?:^|\/)\.\.?(?:\/|$)|^\/|\/$/;
  * {@link normalizeEntryName}, joined into a key. Names that need no cleaning (nearly all of
  * them, once a leading `./` and a trailing `/` are dropped) take no split and no join.
  */
-export function normalizeKey(name: Buffer, what = 'entry'): PathKey {
+export function normalizeKey(name: Buffer, onPinned?: () => void): PathKey {
   let key = name.toString('latin1');
   if (key.startsWith('./')) key = key.slice(2);
   if (key.endsWith('/')) key = key.slice(0, -1);
   if (!NEEDS_CLEANING.test(key)) return key;
-  return normalizeEntryName(name, what).join('/');
+  return normalizeEntryName(name, onPinned).join('/');
 }
 
 /** `parent/base`, or `base` at the root. */

@@ -52,7 +52,7 @@ export class Skeleton {
 
     let linkTarget: string[] | undefined;
     if (header.type === 'link') {
-      const target = normalizeEntryName(header.linkname, 'hardlink target');
+      const target = normalizeEntryName(header.linkname);
       const targetParents = resolveParents(target.slice(0, -1), lookup, joinKey(target)) ?? [];
       const targetBase = target[target.length - 1];
       linkTarget = targetBase === undefined ? targetParents : [...targetParents, targetBase];

@@ -93,6 +93,11 @@ export class Visibility {
     return 'visible';
   }
 
+  /** Whether some layer wrote the root entry `./`. */
+  rootWritten(): boolean {
+    return this.root.writtenBy !== NONE;
+  }
+
   /** Whether a layer above `layer` wrote something below the entered path. */
   currentHasHigherDescendants(layer: number): boolean {
     const node = this.current;

@@ -23,4 +23,6 @@ export interface PullOptions extends QueryOptions {
    * registry credentials; without it such a layer is an error that names it.
    */
   allowForeign?: boolean;
+  /** Write sparse files expanded (holes as zeros) rather than sparse (`--expand-sparse`). */
+  expandSparse?: boolean;
 }

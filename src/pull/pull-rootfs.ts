@@ -7,13 +7,19 @@ import type { RegistryClientOptions } from '../registry/client.js';
 import { openStore } from '../stores/index.js';
 import type { ImageStore } from '../stores/store.js';
 import type { PullEvent, ResolvedEvent } from './events.js';
-import { flattenTo$, type FlattenToOptions } from './flatten-to.js';
+import { flattenTo$, type FlattenToOptions, type RestartableOutput } from './flatten-to.js';
 import { layerSources, type LayerSourceOptions } from '../stores/layer-sources.js';
 import type { PullOptions } from './pull-options.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
-  /** Where the uncompressed tar goes; it is ended on success and destroyed on failure. */
-  output: Writable;
+  /**
+   * Where the uncompressed tar goes; it is ended on success and destroyed on failure. A
+   * {@link RestartableOutput} (a file, e.g. `createAtomicFile()`) gets each path once and a
+   * second fetch of a layer damaged in transit, starting over when needed (a `retry` event
+   * with `what: 'output'` or the layer says why); a plain stream cannot start over, so a path
+   * that a layer holds twice is written twice, with a `DUPLICATE_PATH` warning.
+   */
+  output: Writable | RestartableOutput;
   /**
    * Told the resolved image (manifest and config bytes included) before the first layer
    * is fetched: what `--config-out` writes, with no second request for the config.
@@ -53,6 +59,7 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
       },
       onProgress: (index, bytes, total) => network$.next({ type: 'progress', index, bytes, total }),
       onResume: (index, offset) => network$.next({ type: 'resume', index, offset }),
+      ...(options.timeoutMs === undefined ? {} : { checkTimeoutMs: options.timeoutMs }),
     };
     const store = openStore(reference, {
       registry: {
@@ -80,6 +87,11 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
             if (event.type === 'end') {
               bytesOut = event.bytesOut;
               return [];
+            }
+            if (event.type === 'warning') return [{ type: 'warning', code: event.code, message: event.message }];
+            if (event.type === 'restart') {
+              entries = 0;
+              return [{ type: 'retry', what: event.what, attempt: event.attempt, reason: event.reason, delayMs: 0 }];
             }
             const layer = resolved.layers[event.index];
             if (event.type === 'layer-start') {

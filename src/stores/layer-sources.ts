@@ -3,12 +3,12 @@
  * stored digest and size check → decompress → diffID check → the flattener. Every check
  * runs at EOF, so a pass counts only once its stream has ended (DESIGN.md §3).
  */
-import { pipeline, Readable } from 'node:stream';
-import { addAbortSignal } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { FlattenLayer } from '../flatten/flatten.js';
 import type { LayerDescriptor } from '../image/types.js';
 import type { ImageStore, StoredBlob } from './store.js';
 import { createByteMeter } from '../streams/byte-meter.js';
+import { checkedLayer, type CheckedLayer } from '../streams/checked-layer.js';
 import { decompressor } from '../streams/decompress.js';
 import { verifyDigestStream } from '../streams/digest-verifier.js';
 
@@ -25,6 +25,11 @@ export interface LayerSourceOptions {
    * stores that fetch over a network. Default 8 MiB; 0 turns it off.
    */
   prefetchBytes?: number;
+  /**
+   * How long a layer that failed to inflate or parse is read on to learn whether its bytes
+   * match their digest (default 30 000 ms; the pull passes its `timeoutMs`).
+   */
+  checkTimeoutMs?: number;
 }
 
 const DEFAULT_PREFETCH_BYTES = 8 * 1024 * 1024;
@@ -50,24 +55,40 @@ export function layerSources(
   return layers.map((layer, index): FlattenLayer => {
     /** The body fetched ahead, until the next open() takes it. */
     let ahead: Promise<FetchAhead> | undefined;
+    /** The pass open() started last: a failure to read it is explained by its digest. */
+    let current: CheckedLayer | undefined;
     const source: FlattenLayer = {
       index,
       name: layer.digest,
       open: async (signal: AbortSignal) => {
         const taken = ahead;
         ahead = undefined;
-        if (taken === undefined) return openLayerTar(store, layer, index, signal, options);
-        const body = await taken;
-        return layerTar({ ...body.stored, body }, layer, index, signal, options);
+        current = undefined;
+        if (taken === undefined) current = await openCheckedLayer(store, layer, index, signal, options);
+        else {
+          const body = await taken;
+          current = checkedLayerTar({ ...body.stored, body }, layer, index, signal, options);
+        }
+        return current.tar;
       },
+      explainFailure: (error) => current?.explain(error) ?? Promise.resolve(error),
     };
     // Foreign layers are not fetched ahead: they have no resumable blob.
     if (budget > 0 && layer.urls === undefined) {
       source.prefetch = (signal: AbortSignal) => {
         if (ahead !== undefined) return;
-        ahead = openStored(store, layer, index, signal, options).then((stored) => new FetchAhead(stored, budget));
-        // Reported by the open() that takes it; if none does, the abort of `signal` ends it.
-        ahead.catch(() => undefined);
+        const mine = openStored(store, layer, index, signal, options).then((stored) => new FetchAhead(stored, budget));
+        ahead = mine;
+        // Reported by the open() that takes it; if none does, the abort of `signal` ends it,
+        // and a later open() (a flatten that starts over) must then fetch anew.
+        mine.catch(() => undefined);
+        signal.addEventListener(
+          'abort',
+          () => {
+            if (ahead === mine) ahead = undefined;
+          },
+          { once: true },
+        );
       };
     }
     return source;
@@ -122,7 +143,18 @@ export async function openLayerTar(
   signal: AbortSignal,
   options: LayerSourceOptions = {},
 ): Promise<Readable> {
-  return layerTar(await openStored(store, layer, index, signal, options), layer, index, signal, options);
+  return (await openCheckedLayer(store, layer, index, signal, options)).tar;
+}
+
+/** {@link openLayerTar}, with the means to explain a failure to read it. */
+async function openCheckedLayer(
+  store: ImageStore,
+  layer: LayerDescriptor,
+  index: number,
+  signal: AbortSignal,
+  options: LayerSourceOptions,
+): Promise<CheckedLayer> {
+  return checkedLayerTar(await openStored(store, layer, index, signal, options), layer, index, signal, options);
 }
 
 function openStored(
@@ -139,13 +171,13 @@ function openStored(
  * The checks and the inflater behind a stored body. `stored.hashed` is set when the body
  * already hashes every byte (a resumable blob): the digest check takes its hash.
  */
-function layerTar(
+function checkedLayerTar(
   stored: StoredBlob,
   layer: LayerDescriptor,
   index: number,
   signal: AbortSignal,
   options: LayerSourceOptions,
-): Readable {
+): CheckedLayer {
   const what = `layer ${index} (${layer.digest})`;
   let last = 0;
   const meter = createByteMeter({
@@ -161,19 +193,16 @@ function layerTar(
     what,
     ...(stored.hashed === undefined ? {} : { upstream: stored.hashed }),
   });
-  const inflate = decompressor(layer.compression);
-  // Schema 1 images have no diffIDs: their layers are checked by stored digest only.
-  const uncompressed =
-    layer.diffId === undefined
-      ? undefined
-      : verifyDigestStream({ digest: layer.diffId, what: `layer ${index} (${layer.digest}) uncompressed, diffID` });
-  const tail = uncompressed ?? inflate;
-  // The last stream is what the flattener reads: any failure upstream must reach it.
-  const onDone = (error: Error | null): void => {
-    if (error) tail.destroy(error);
-  };
-  const body = addAbortSignal(signal, stored.body);
-  if (uncompressed === undefined) pipeline(body, meter, compressed, inflate, onDone);
-  else pipeline(body, meter, compressed, inflate, uncompressed, onDone);
-  return tail;
+  return checkedLayer({
+    raw: stored.body,
+    stored: [meter, compressed],
+    verifies: true,
+    inflate: decompressor(layer.compression),
+    // Schema 1 images have no diffIDs: their layers are checked by stored digest only.
+    ...(layer.diffId === undefined
+      ? {}
+      : { diffId: verifyDigestStream({ digest: layer.diffId, what: `${what} uncompressed, diffID` }) }),
+    signal,
+    ...(options.checkTimeoutMs === undefined ? {} : { checkTimeoutMs: options.checkTimeoutMs }),
+  });
 }

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -75,6 +75,72 @@ export async function writeAtomically(
   }
   await syncDirectory(dirname(target));
   return { bytes: meter.bytes };
+}
+
+/**
+ * A file output that appears only when complete and that a pull can start over
+ * (DESIGN.md §3: each path once, a damaged layer fetched again): every {@link open} empties the
+ * temporary file `.<base>.<random>.partial` beside `path` and returns a stream that writes it
+ * from the start; {@link commit} renames the last attempt over `path`; {@link discard}
+ * removes the temporary file (call it in a `finally`: after a commit it does nothing).
+ * It is the `RestartableOutput` that `pullRootfs$` takes.
+ *
+ * @example
+ * ```ts
+ * const file = createAtomicFile('alpine.tar');
+ * try {
+ *   await lastValueFrom(pullRootfs$('alpine:3.20', { output: file }));
+ *   await file.commit();
+ * } finally {
+ *   await file.discard();
+ * }
+ * ```
+ */
+export interface AtomicFile {
+  /** The stream of attempt `attempt` (0 first): an empty file, whatever earlier attempts wrote. */
+  open(attempt: number): Promise<Writable>;
+  /** Renames the finished last attempt over `path` (durably); resolves to its size. */
+  commit(): Promise<WriteOutputResult>;
+  /** Removes the temporary file, unless it was committed. */
+  discard(): Promise<void>;
+}
+
+export function createAtomicFile(path: string, options: WriteOutputOptions = {}): AtomicFile {
+  const target = resolve(path);
+  const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.partial`);
+  let current: WriteStream | undefined;
+  let committed = false;
+  /** Waits until no descriptor of an earlier attempt is open, so no late write lands in the next. */
+  const closed = async (): Promise<void> => {
+    const stream = current;
+    if (stream === undefined || stream.closed) return;
+    if (!stream.destroyed && !stream.writableFinished) stream.destroy();
+    await new Promise<void>((done) => stream.once('close', () => done()));
+  };
+  return {
+    async open(attempt: number): Promise<Writable> {
+      await closed();
+      // 'wx' first: never write into a file someone else made, even under a random name;
+      // then 'w', which empties our own. `flush` fsyncs before the stream closes.
+      const stream = createWriteStream(temp, { flags: current === undefined && attempt === 0 ? 'wx' : 'w', flush: true });
+      current = stream;
+      return stream;
+    },
+    async commit(): Promise<WriteOutputResult> {
+      const stream = current;
+      if (stream === undefined || !stream.writableFinished) throw new OciRootfsError(`cannot commit ${path}: the output is not complete`);
+      await closed();
+      await renameOver(temp, path, target, options.signal);
+      committed = true;
+      await syncDirectory(dirname(target));
+      return { bytes: stream.bytesWritten };
+    },
+    async discard(): Promise<void> {
+      if (committed) return;
+      await closed();
+      await rm(temp, { force: true, maxRetries: 3 }).catch(() => undefined);
+    },
+  };
 }
 
 /**

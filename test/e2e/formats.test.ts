@@ -85,7 +85,8 @@ const upper: FixtureEntry[] = [
   { name: 'srv', type: 'dir' },
   { name: 'srv/data', type: 'file', content: randomBytes(100_000) },
 ];
-const expected = ['dir etc', 'dir srv', 'file etc/os-release 8', 'file srv/data 100000'];
+// `dir .`: every output has a root entry (DESIGN.md §3).
+const expected = ['dir .', 'dir etc', 'dir srv', 'file etc/os-release 8', 'file srv/data 100000'];
 
 interface RawLayer {
   blob: Buffer;

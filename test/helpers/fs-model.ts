@@ -131,15 +131,15 @@ function toBytes(value: string | Buffer | undefined): Buffer {
 }
 
 /**
- * `./a//b/`, `/a/b` → `['a', 'b']`; `..` is folded lexically and refused when it would climb
- * above the root. Components are latin1 strings so any byte survives.
+ * `./a//b/`, `/a/b` → `['a', 'b']`; `..` is folded lexically and stays at the root when it
+ * would climb above it (`../x`, `a/../../x` → `['x']`), as a layer applied in a chroot does.
+ * Components are latin1 strings so any byte survives.
  */
 export function normalisePath(name: Buffer): string[] {
   const out: string[] = [];
   for (const part of name.toString('latin1').split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
-      if (out.length === 0) throw new ModelError('ERR_UNSAFE_ENTRY', `entry escapes the root: ${show(name)}`);
       out.pop();
       continue;
     }

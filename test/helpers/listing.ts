@@ -338,6 +338,8 @@ export function treeOfListing(entries: readonly ListedEntry[]): TreeEntry[] {
   }
   const paths = new Map<string, Inode>();
   for (const entry of entries) {
+    // The root entry `./` describes the extraction directory itself, which a tree does not list.
+    if (entry.path === '.') continue;
     if (entry.type === 'hardlink') {
       const target = paths.get(entry.linkname);
       if (target === undefined) throw new Error(`${entry.path}: hardlink to ${entry.linkname}, which is not written before it`);

@@ -237,11 +237,11 @@ describe('flattenLayers: parents resolve through symlinks', () => {
     await flattenAndCompare([[dir('./', { mode: 0o755, mtime: 0 }), file('./a', 'a')], [dir('.', { mode: 0o755, mtime: 0 }), file('b')]]);
   });
 
-  it('refuses an entry that escapes the root with ..', async () => {
-    const error = await failure([[file('a')], [file('../../etc/passwd', 'pwned')]]);
-    expect(error.code).toBe('ERR_UNSAFE_ENTRY');
-    const nested = await failure([[file('a/../../x')]]);
-    expect(nested.code).toBe('ERR_UNSAFE_ENTRY');
+  it('pins at the root an entry whose .. climbs above it, as container runtimes do', async () => {
+    const out = await flattenAndCompare([[file('a')], [file('../../etc/passwd', 'pinned'), file('b/../../c', 'c')]]);
+    expect(entryAt(out, 'etc/passwd')?.body.toString()).toBe('pinned');
+    expect(entryAt(out, 'c')?.body.toString()).toBe('c');
+    expect(out.names.filter((n) => n.includes('..'))).toEqual([]);
   });
 
   it('writes symlink targets as they are', async () => {

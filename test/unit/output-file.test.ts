@@ -7,7 +7,8 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OciRootfsError, UsageError } from '../../src/errors.js';
 import { createCompressor } from '../../src/streams/compress.js';
-import { writeAtomically, writeToStdout } from '../../src/streams/output-file.js';
+import { createAtomicFile, writeAtomically, writeToStdout } from '../../src/streams/output-file.js';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
 
 /** Yields `chunks`, then fails with `error` (when given) as a broken pull would. */
 function source(chunks: Buffer[], error?: Error): Readable {
@@ -189,5 +190,33 @@ describe('writeToStdout', () => {
     await expect(attempt).rejects.toMatchObject({ name: 'AbortError' });
     expect(input.destroyed).toBe(true);
     expect(stdout.destroyed).toBe(false);
+  });
+});
+
+describe('createAtomicFile', () => {
+  it('starts every attempt on an empty file and commits only the last one', async () => {
+    const path = join(dir, 'out.tar');
+    const file = createAtomicFile(path);
+    try {
+      const first = await file.open(0);
+      const failed = pipelineAsync(source([Buffer.from('first attempt, longer than the second')], new Error('start over')), first);
+      await expect(failed).rejects.toThrow('start over');
+      expect(await readdir(dir)).toHaveLength(1); // the temporary file only
+      await pipelineAsync(source([Buffer.from('second')]), await file.open(1));
+      expect(await file.commit()).toEqual({ bytes: 6 });
+    } finally {
+      await file.discard();
+    }
+    expect(await readdir(dir)).toEqual(['out.tar']);
+    expect(await readFile(path, 'utf8')).toBe('second');
+  });
+
+  it('leaves nothing behind when discarded, and refuses to commit an unfinished attempt', async () => {
+    const file = createAtomicFile(join(dir, 'out.tar'));
+    const stream = await file.open(0);
+    stream.write('partial');
+    await expect(file.commit()).rejects.toThrow(/not complete/);
+    await file.discard();
+    expect(await readdir(dir)).toEqual([]);
   });
 });

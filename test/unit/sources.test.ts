@@ -40,7 +40,10 @@ const freshDir = async (what: string): Promise<string> => {
 async function flatten(layers: FlattenLayer[]): Promise<ListedEntry[]> {
   const chunks: Buffer[] = [];
   for await (const chunk of flattenLayers(layers)) chunks.push(chunk);
-  return listTar(Buffer.concat(chunks));
+  const listed = await listTar(Buffer.concat(chunks));
+  // Every flatten writes the root entry `./` (DESIGN.md §3); the cases below are about the rest.
+  expect(listed.filter((e) => e.path === '.').map((e) => e.type)).toEqual(['dir']);
+  return listed.filter((e) => e.path !== '.');
 }
 
 /** One line per entry, sorted: what the output holds, not the order the flattener wrote it in. */
