@@ -901,7 +901,16 @@ describe('events', () => {
       [fx.file('top', 't'.repeat(10_000))],
     ]);
     const events: PullEvent[] = [];
-    const tar = await pullBytes(ref, { onEvent: (event) => events.push(event) });
+    let finished = (): void => undefined;
+    const doneSeen = new Promise<void>((resolve) => (finished = resolve));
+    const tar = await pullBytes(ref, {
+      onEvent: (event) => {
+        events.push(event);
+        if (event.type === 'done') finished();
+      },
+    });
+    // The stream ends with its last byte; the `done` event follows it.
+    await doneSeen;
     const resolved = events.find((event) => event.type === 'resolved');
     const done = events.filter((event): event is LayerDoneEvent => event.type === 'layer-done');
     const end = events[events.length - 1];
