@@ -7,8 +7,9 @@ import {
 } from '../errors.js';
 import { worthExplaining } from '../streams/checked-layer.js';
 import { readTar } from '../streams/tar/reader.js';
-import type { TarEntry, TarHeader, TarWarning } from '../streams/tar/types.js';
-import { bodyLength, canStoreSparse, END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from '../streams/tar/writer.js';
+import type { SparseMap, TarEntry, TarHeader, TarWarning } from '../streams/tar/types.js';
+import { alignedData, alignSparse, isBlockAligned } from '../streams/tar/sparse-align.js';
+import { bodyLength, END_OF_ARCHIVE, encodeHeader, encodeHeaderInto, paddingFor } from '../streams/tar/writer.js';
 import { LinkWatches, mergeGroups, newGroup, type LinkGroup, type LinkMember } from './hardlinks.js';
 import {
   childKey,
@@ -918,27 +919,28 @@ class Flattener {
 
   /**
    * Writes `header` and the entry's body: a sparse file as it is stored (its segments only,
-   * DESIGN.md §3), or expanded (holes as zeros) with `expandSparse`, or when its map has a
-   * data segment GNU tar would misplace (not a whole number of blocks before the last).
+   * DESIGN.md §3; its map grown to whole blocks where GNU tar needs it), or expanded (holes
+   * as zeros) with `expandSparse`.
    */
   private async *writeEntry(header: TarHeader, entry: TarEntry): AsyncGenerator<Buffer> {
-    const sparse = header.sparse !== undefined && this.options.expandSparse !== true && canStoreSparse(header.sparse);
-    const out = header.sparse !== undefined && !sparse ? withoutSparse(header) : header;
+    // Sparse files only: an object per entry would cost the 100k-small-files case.
+    const sparse = header.sparse === undefined ? undefined : sparseForm(header, header.sparse, entry, this.options.expandSparse === true);
+    const out = sparse?.out ?? header;
     this.pushHeader(out);
     const length = bodyLength(out);
     if (length === 0) return;
-    const body = sparse ? entry.storedBody() : entry.body();
+    const body = sparse === undefined ? (): AsyncIterable<Buffer> => entry.body() : sparse.body;
     let bytes = 0;
     if (length <= SMALL_BODY) {
       // Small files join the batch: one tiny chunk per file costs more downstream (stream
       // plumbing, writev) than the copy.
-      for await (const chunk of body) {
+      for await (const chunk of body()) {
         bytes += chunk.length;
         this.push(chunk);
       }
     } else {
       yield* this.drain();
-      for await (const chunk of body) {
+      for await (const chunk of body()) {
         bytes += chunk.length;
         yield chunk;
       }
@@ -1046,6 +1048,19 @@ function dropCancelled(group: LinkGroup): void {
 
 function asLink(header: TarHeader, target: Buffer): TarHeader {
   return { ...header, type: 'link', size: 0, linkname: target };
+}
+
+/** The header and body to write for a sparse file: as stored (aligned for GNU tar), or whole. */
+function sparseForm(
+  header: TarHeader,
+  map: SparseMap,
+  entry: TarEntry,
+  expandSparse: boolean,
+): { out: TarHeader; body: () => AsyncIterable<Buffer> } {
+  if (expandSparse) return { out: withoutSparse(header), body: () => entry.body() };
+  if (isBlockAligned(map)) return { out: header, body: () => entry.storedBody() };
+  const aligned = alignSparse(map);
+  return { out: { ...header, sparse: aligned }, body: () => alignedData(entry.storedBody(), map, aligned) };
 }
 
 function withoutSparse(header: TarHeader): TarHeader {

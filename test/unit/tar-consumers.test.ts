@@ -143,7 +143,7 @@ const latin1Target = l1('t\xe9'.repeat(100)); // GNU 'K'
 const SPARSE_SIZE = 256 * 1024 ** 2;
 const sparseSegments: Array<[number, number]> = [
   [4096, 4096],
-  [128 * 1024 ** 2, 10_240], // all but the last segment are whole blocks, as canStoreSparse wants
+  [128 * 1024 ** 2, 10_240], // all but the last segment are whole blocks, as isBlockAligned wants
   [250_000_000, 12_345],
 ]; // and a hole at the end
 const pattern = (length: number, seed: number): Buffer => {

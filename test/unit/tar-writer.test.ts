@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bodyLength, canStoreSparse, encodeHeader, END_OF_ARCHIVE, paddingFor, paxKey, paxKeyIs, readTar } from '../../src/streams/tar/index.js';
+import { bodyLength, alignedData, alignSparse, isBlockAligned, encodeHeader, END_OF_ARCHIVE, paddingFor, paxKey, paxKeyIs, readTar } from '../../src/streams/tar/index.js';
 import { parseNumber } from '../../src/streams/tar/layout.js';
 import { encodeHeaderInto } from '../../src/streams/tar/writer.js';
 import type { TarHeader } from '../../src/streams/tar/index.js';
@@ -470,9 +470,9 @@ describe('sparse files (PAX sparse format 1.0)', () => {
 
   it('refuses a map whose data GNU tar would read from other places', () => {
     // GNU tar reads each segment's data from a block boundary: only the last may end mid-block.
-    expect(canStoreSparse({ segments: [[0, 512], [4096, 100]] })).toBe(true);
-    expect(canStoreSparse({ segments: [[0, 100], [4096, 512]] })).toBe(false);
-    expect(canStoreSparse({ segments: [[0, 1024], [4096, 100], [8192, 0]] })).toBe(true);
+    expect(isBlockAligned({ segments: [[0, 512], [4096, 100]] })).toBe(true);
+    expect(isBlockAligned({ segments: [[0, 100], [4096, 512]] })).toBe(false);
+    expect(isBlockAligned({ segments: [[0, 1024], [4096, 100], [8192, 0]] })).toBe(true);
     expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[0, 100], [4096, 512]] } }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[4096, 512], [0, 512]] } }))).toThrow(RangeError);
     expect(() => encodeHeader(header({ name: 'f', size: 8192, sparse: { segments: [[8000, 512]] } }))).toThrow(RangeError);
@@ -660,5 +660,51 @@ describe('what our writer produces, read by others', () => {
 
   it('gives the same sha256 for the same entries', () => {
     expect(sha256(archive(kitchenSink()))).toBe(sha256(archive(kitchenSink())));
+  });
+});
+
+describe('sparse maps GNU tar would misread', () => {
+  it('grow each data segment but the last over the hole after it to whole blocks, merging where they meet', () => {
+    expect(alignSparse({ segments: [[0, 5], [4096, 510], [10_000, 3], [10_100, 0]] }).segments).toEqual([
+      [0, 512],
+      [4096, 512],
+      [10_000, 3],
+    ]);
+    expect(alignSparse({ segments: [[0, 5], [300, 10], [2000, 1]] }).segments).toEqual([
+      [0, 512],
+      [2000, 1],
+    ]);
+    expect(alignSparse({ segments: [[0, 1024], [4096, 7]] }).segments).toEqual([
+      [0, 1024],
+      [4096, 7],
+    ]);
+  });
+
+  it('keep the file the same: the aligned data holds zeros where a segment grew, and GNU tar and bsdtar extract it right', async () => {
+    const size = 64 * 1024;
+    const from = { segments: [[0, 5], [300, 10], [9000, 700], [60_000, 3]] as Array<[number, number]> };
+    const stored = Buffer.from('abcde0123456789' + 'x'.repeat(700) + 'end');
+    const whole = Buffer.alloc(size);
+    let at = 0;
+    for (const [offset, length] of from.segments) {
+      stored.copy(whole, offset, at, at + length);
+      at += length;
+    }
+    const to = alignSparse(from);
+    expect(isBlockAligned(to)).toBe(true);
+    const chunks: Buffer[] = [];
+    async function* pieces(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < stored.length; i += 7) yield stored.subarray(i, i + 7);
+    }
+    for await (const chunk of alignedData(pieces(), from, to)) chunks.push(Buffer.from(chunk));
+    const data = Buffer.concat(chunks);
+    expect(data.length).toBe(bodyLength(header({ name: 's', size, sparse: to })));
+    const tarball = archive([[header({ name: 's', size, sparse: to }), data]]);
+    for (const tool of ['/usr/bin/tar', '/usr/bin/bsdtar']) {
+      const dir = freshDir();
+      const run = spawnSync(tool, ['-xf', '-'], { cwd: dir, input: tarball });
+      expect({ tool, status: run.status, stderr: run.stderr.toString() }).toEqual({ tool, status: 0, stderr: '' });
+      expect(readFileSync(join(dir, 's')).equals(whole), tool).toBe(true);
+    }
   });
 });

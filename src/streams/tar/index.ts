@@ -2,4 +2,5 @@
 export type { PaxRecord, SparseMap, TarEntry, TarEntryType, TarHeader, TarWarning } from './types.js';
 export { paxKey, paxKeyIs } from './pax-key.js';
 export { readTar, type ReadTarOptions } from './reader.js';
-export { bodyLength, canStoreSparse, encodeHeader, paddingFor, END_OF_ARCHIVE } from './writer.js';
+export { bodyLength, encodeHeader, paddingFor, END_OF_ARCHIVE } from './writer.js';
+export { alignSparse, alignedData, isBlockAligned } from './sparse-align.js';

@@ -38,6 +38,7 @@ import {
 } from './layout.js';
 import type { SparseMap, TarEntryType, TarHeader } from './types.js';
 import { paxKeyIs } from './pax-key.js';
+import { isBlockAligned } from './sparse-align.js';
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
@@ -399,8 +400,8 @@ function check(header: TarHeader): void {
         throw new RangeError(`tar header: sparse segment [${offset}, ${length}] ends past the size ${header.size}`);
       }
     }
-    if (!canStoreSparse(header.sparse)) {
-      throw new RangeError('tar header: a sparse data segment other than the last is not a whole number of blocks; write the file expanded');
+    if (!isBlockAligned(header.sparse)) {
+      throw new RangeError('tar header: a sparse data segment other than the last is not a whole number of blocks (alignSparse makes it one)');
     }
   }
 }
@@ -476,19 +477,6 @@ function sparseFileName(name: Buffer): Buffer {
   return insertDir(name, 'GNUSparseFile.0', './');
 }
 
-/**
- * Whether {@link encodeHeader} can write this map so that every reader agrees on the data.
- * The stored data of the segments follow each other; GNU tar reads each segment's data from
- * a block boundary, so all data segments but the last must be whole 512-byte blocks (as they
- * are when a tool scanned a filesystem for its holes). Write other sparse files expanded.
- */
-export function canStoreSparse(sparse: SparseMap): boolean {
-  const segments = sparse.segments;
-  let last = segments.length - 1;
-  while (last >= 0 && segments[last]![1] === 0) last--;
-  for (let i = 0; i < last; i++) if (segments[i]![1] % BLOCK !== 0) return false;
-  return true;
-}
 
 function storedLength(sparse: SparseMap): number {
   let total = 0;
