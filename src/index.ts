@@ -4,12 +4,14 @@
  * Three levels (DESIGN.md §2):
  * - {@link pullRootfs}: one call, one Readable of the uncompressed tar;
  * - {@link pullRootfs$}: the same pull as an Observable of {@link PullEvent}s;
+ * - {@link unpackRootfs} / {@link unpackRootfs$}: the same pull written to a directory;
  * - the operators and stream factories below, to build a pipeline of your own.
  */
 export * from './errors.js';
 
 export { pullRootfs, pullRootfs$, type PullRootfs$Options } from './operators/pull-rootfs.js';
 export type { PullOptions } from './operators/pull-options.js';
+export { unpackRootfs, unpackRootfs$, type UnpackOptions, type UnpackResult } from './unpack/unpack-rootfs.js';
 export type * from './operators/events.js';
 export { resolveImage$, type ResolveImageOperatorOptions } from './operators/resolve-image.js';
 export { layerSources, openLayerTar, type LayerSourceOptions } from './operators/layer-sources.js';

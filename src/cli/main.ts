@@ -10,6 +10,7 @@ import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js'
 import { registerExistsCommand } from './exists-command.js';
 import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
 import { registerPullCommand, type CliIo } from './pull-command.js';
+import { registerUnpackCommand } from './unpack-command.js';
 
 /** The version of the installed package: dist/cli/main.js and src/cli/main.ts both sit two levels below it. */
 function packageVersion(): string {
@@ -45,6 +46,7 @@ function createProgram(io: CliIo): Command {
     .exitOverride()
     .configureOutput({ outputError: () => {} });
   registerPullCommand(program, io);
+  registerUnpackCommand(program, io);
   registerInspectCommand(program, io);
   registerConfigCommand(program, io);
   registerExistsCommand(program, io);

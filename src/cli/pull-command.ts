@@ -341,17 +341,17 @@ function parseLevel(value: string): number {
   throw new InvalidArgumentError('Expected an integer from 0 to 9 (gzip) or 1 to 19 (zstd).');
 }
 
-function parseRetries(value: string): number {
+export function parseRetries(value: string): number {
   if (/^\d{1,3}$/.test(value)) return Number(value);
   throw new InvalidArgumentError('Expected a whole number of retries, e.g. 0 or 5.');
 }
 
-function parseSeconds(value: string): number {
+export function parseSeconds(value: string): number {
   if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
   throw new InvalidArgumentError('Expected a number of seconds, e.g. 60 or 0.5.');
 }
 
-function parsePositiveSeconds(value: string): number {
+export function parsePositiveSeconds(value: string): number {
   const seconds = parseSeconds(value);
   if (seconds > 0) return seconds;
   throw new InvalidArgumentError('Expected a number of seconds above 0.');

@@ -61,7 +61,7 @@ export async function* readTar(
       }
       const current = new EntryBody(input, plan, ordinal);
       body = current;
-      yield { header: plan.header, ordinal, body: () => current.open() };
+      yield { header: plan.header, ordinal, body: () => current.open(), storedBody: () => current.open() };
     }
   } finally {
     // A consumer that stops early (break, error) must release the source, e.g. the HTTP body.

@@ -13,6 +13,12 @@ export type TarEntryType =
   | 'directory'
   | 'fifo';
 
+/** Where the data of a sparse file lies; the rest of the file is holes (zeros). */
+export interface SparseMap {
+  /** [offset, length] pairs, ascending, disjoint, each within the file's `size`. */
+  readonly segments: ReadonlyArray<readonly [offset: number, length: number]>;
+}
+
 export interface TarHeader {
   /** The path as raw bytes, after GNU long-name and PAX `path` folding. No trailing slash. */
   name: Buffer;
@@ -37,6 +43,8 @@ export interface TarHeader {
    * Values are raw bytes (binary xattrs such as `security.capability` survive).
    */
   pax: Array<[key: string, value: Buffer]>;
+  /** Present only on sparse regular files; `size` is then the full (apparent) size. */
+  sparse?: SparseMap;
 }
 
 /** One entry from {@link readTar}: the header, and its body, which must be consumed or skipped. */
@@ -46,4 +54,9 @@ export interface TarEntry {
   ordinal: number;
   /** The body, chunk by chunk. Read it at most once, before asking for the next entry. */
   body(): AsyncIterable<Buffer>;
+  /**
+   * Only the bytes of the segments of a sparse file, in order (the sum of the segment
+   * lengths); for any other entry the same as {@link body}. Read one of the two, not both.
+   */
+  storedBody(): AsyncIterable<Buffer>;
 }
