@@ -14,6 +14,8 @@ export interface DirectoryRecord {
   mtime: number;
   /** False for a parent we created because a child came first; its entry may follow. */
   declared: boolean;
+  /** The xattrs its entry set (latin1 names): a later copy of the entry removes those it lacks. */
+  xattrs: string[];
 }
 
 /** Directories the flattener never declares get what it would write for them (DESIGN.md §3). */
@@ -33,16 +35,17 @@ export class Directories {
 
   /** A directory that exists on disk now; its entry may set mode and mtime later. */
   addImplicit(key: string, path: Buffer): DirectoryRecord {
-    const record: DirectoryRecord = { path, mode: IMPLICIT_MODE, mtime: 0, declared: false };
+    const record: DirectoryRecord = { path, mode: IMPLICIT_MODE, mtime: 0, declared: false, xattrs: [] };
     this.#records.set(key, record);
     return record;
   }
 
-  declare(key: string, path: Buffer, mode: number, mtime: number): void {
+  declare(key: string, path: Buffer, mode: number, mtime: number): DirectoryRecord {
     const record = this.#records.get(key) ?? this.addImplicit(key, path);
     record.mode = mode;
     record.mtime = mtime;
     record.declared = true;
+    return record;
   }
 
   /** The directory at `key` was removed (replaced by another entry): forget it and below. */

@@ -21,6 +21,7 @@ import type { Readable, Writable } from 'node:stream';
 const OP_SETXATTR = 1;
 const OP_MKNOD = 2;
 const OP_MKFIFO = 3;
+const OP_REMOVEXATTR = 4;
 
 /**
  * The Python side: a loop that reads one framed request, does it, answers the errno (0 for
@@ -54,6 +55,8 @@ while True:
             os.mknod(fields[0], int(fields[1]), os.makedev(int(fields[2]), int(fields[3])))
         elif op == ${OP_MKFIFO}:
             os.mkfifo(fields[0], int(fields[1]))
+        elif op == ${OP_REMOVEXATTR}:
+            os.removexattr(fields[0], fields[1], follow_symlinks=False)
         err = 0
     except OSError as e:
         err = e.errno or 5
@@ -93,6 +96,11 @@ export class SpecialFiles {
   /** lsetxattr(2): never follows a symlink at `path`. */
   async setXattr(path: Buffer, name: Buffer, value: Buffer): Promise<void> {
     await this.#call(OP_SETXATTR, [path, name, value], () => `setxattr ${name.toString('latin1')}`);
+  }
+
+  /** lremovexattr(2). */
+  async removeXattr(path: Buffer, name: Buffer): Promise<void> {
+    await this.#call(OP_REMOVEXATTR, [path, name], () => `removexattr ${name.toString('latin1')}`);
   }
 
   /** mknod(2) with `mode` holding the file type bits (S_IFCHR or S_IFBLK) and permissions. */

@@ -37,7 +37,7 @@ import {
 } from 'node:fs';
 import { HardlinkTargetError, OciRootfsError, UnsafeEntryError } from '../errors.js';
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
-import { Directories } from './directories.js';
+import { Directories, type DirectoryRecord } from './directories.js';
 import { entryMtime, entryXattrs, ROOTLESS_XATTR, rootlessOwnerRecord, xattrVerdict, type UnpackPolicy } from './policy.js';
 import { SpecialFileError, SpecialFiles } from './special-files.js';
 
@@ -81,6 +81,7 @@ export class TreeWriter {
   readonly #xattrsHostSpecific = new Tally();
   readonly #xattrsUnsupported = new Tally();
   readonly #ownersNotRecorded = new Tally();
+  readonly #userXattrsNotAllowed = new Tally();
   #entries = 0;
 
   constructor(root: string, options: TreeWriterOptions) {
@@ -154,9 +155,9 @@ export class TreeWriter {
 
   async #writeRoot(header: TarHeader): Promise<void> {
     if (header.type !== 'directory') throw new UnsafeEntryError(`the root of the image is a ${header.type}, not a directory`);
-    this.#dirs.declare('', this.#root, header.mode & 0o7777, entryMtime(header));
+    const record = this.#dirs.declare('', this.#root, header.mode & 0o7777, entryMtime(header));
     this.#chown(this.#root, header, true);
-    await this.#setXattrs(this.#root, header, '.');
+    await this.#replaceXattrs(record, header, '.');
   }
 
   async #writeFile(entry: TarEntry, key: string, path: Buffer): Promise<void> {
@@ -194,9 +195,9 @@ export class TreeWriter {
         }
       }
     }
-    this.#dirs.declare(key, path, header.mode & 0o7777, entryMtime(header));
+    const record = this.#dirs.declare(key, path, header.mode & 0o7777, entryMtime(header));
     this.#chown(path, header, true);
-    await this.#setXattrs(path, header, key);
+    await this.#replaceXattrs(record, header, key);
   }
 
   async #writeSymlink(header: TarHeader, key: string, path: Buffer): Promise<void> {
@@ -351,37 +352,68 @@ export class TreeWriter {
     if (header.uid !== this.#ownUid || header.gid !== this.#ownGid) fchownSync(fd, header.uid, header.gid);
   }
 
-  /** The entry's xattrs as the policy allows, plus the owner record of a rootless unpack. */
-  async #setXattrs(path: Buffer, header: TarHeader, key: string): Promise<void> {
+  /**
+   * A directory that meets an existing directory keeps the directory (children merge) but
+   * takes the later entry's attributes whole: xattrs of an earlier copy that it lacks go.
+   */
+  async #replaceXattrs(record: DirectoryRecord, header: TarHeader, key: string): Promise<void> {
+    const previous = record.xattrs;
+    record.xattrs = await this.#setXattrs(record.path, header, key);
+    for (const name of previous) {
+      if (record.xattrs.includes(name)) continue;
+      try {
+        await this.#special.removeXattr(record.path, Buffer.from(name, 'latin1'));
+      } catch (error) {
+        if (!(error instanceof SpecialFileError && error.code === 'ENODATA')) throw error;
+      }
+    }
+  }
+
+  /**
+   * The entry's xattrs as the policy allows, plus the owner record of a rootless unpack.
+   * Returns the names set (latin1).
+   */
+  async #setXattrs(path: Buffer, header: TarHeader, key: string): Promise<string[]> {
     const xattrs = header.pax.length === 0 ? [] : entryXattrs(header);
     const owner = this.#policy.rootless ? rootlessOwnerRecord(header.uid, header.gid) : undefined;
-    if (xattrs.length === 0 && owner === undefined) return;
+    if (xattrs.length === 0 && owner === undefined) return [];
+    const set: string[] = [];
     for (const [name, value] of xattrs) {
       const verdict = xattrVerdict(name, this.#policy);
       if (verdict === 'rootless') {
         this.#xattrsRootless.add(() => `${name.toString('latin1')} on ${key}`);
       } else if (verdict === 'host-specific') {
         this.#xattrsHostSpecific.add(() => key);
-      } else {
-        await this.#setXattr(path, name, value, key, this.#xattrsRootless);
+      } else if (await this.#setXattr(path, name, value, key, this.#xattrsRootless)) {
+        set.push(name.toString('latin1'));
       }
     }
-    if (owner !== undefined) await this.#setXattr(path, ROOTLESS_XATTR, owner, key, this.#ownersNotRecorded);
+    if (owner !== undefined && (await this.#setXattr(path, ROOTLESS_XATTR, owner, key, this.#ownersNotRecorded))) {
+      set.push(ROOTLESS_XATTR.toString('latin1'));
+    }
+    return set;
   }
 
-  async #setXattr(path: Buffer, name: Buffer, value: Buffer, key: string, denied: Tally): Promise<void> {
+  /** Whether it was set; what the policy tolerates not setting is counted for the summary. */
+  async #setXattr(path: Buffer, name: Buffer, value: Buffer, key: string, denied: Tally): Promise<boolean> {
     try {
       await this.#special.setXattr(path, name, value);
+      return true;
     } catch (error) {
       if (!(error instanceof SpecialFileError)) throw error;
       if (error.code === 'ENOTSUP' || error.code === 'EOPNOTSUPP') {
         this.#xattrsUnsupported.add(() => `${name.toString('latin1')} on ${key}`);
+      } else if (error.code === 'EPERM' && denied === this.#ownersNotRecorded) {
+        denied.add(() => key);
+      } else if (error.code === 'EPERM' && name.toString('latin1').startsWith('user.')) {
+        // Linux keeps user.* xattrs only on regular files and directories, even for root.
+        this.#userXattrsNotAllowed.add(() => `${name.toString('latin1')} on ${key}`);
       } else if (error.code === 'EPERM' && this.#policy.rootless) {
-        // user.* xattrs exist only on regular files and directories; others need privilege.
-        denied.add(() => (denied === this.#ownersNotRecorded ? key : `${name.toString('latin1')} on ${key}`));
+        denied.add(() => `${name.toString('latin1')} on ${key}`);
       } else {
         throw new OciRootfsError(`cannot set xattr ${name.toString('latin1')} on ${JSON.stringify(key)}: ${error.code}`, { cause: error });
       }
+      return false;
     }
   }
 
@@ -403,6 +435,11 @@ export class TreeWriter {
       'UNPACK_OWNERS_NOT_RECORDED',
       this.#ownersNotRecorded,
       (n, e) => `the owner of ${n} entr${n === 1 ? 'y' : 'ies'} could not be recorded in user.rootlesscontainers (symlinks and special files take no user.* xattrs), e.g. ${e}`,
+    );
+    warn(
+      'UNPACK_XATTRS_NOT_ALLOWED',
+      this.#userXattrsNotAllowed,
+      (n, e) => `${n} user.* xattr${n === 1 ? ' was' : 's were'} not set: Linux allows them only on regular files and directories, e.g. ${e}`,
     );
     warn(
       'UNPACK_XATTRS_HOST_SPECIFIC',
