@@ -11,11 +11,13 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HardlinkTargetError, UnsafeEntryError } from '../../src/errors.js';
+import { HardlinkTargetError, UnsafeEntryError, UsageError } from '../../src/errors.js';
 import type { TarEntry, TarEntryType, TarHeader } from '../../src/streams/tar/types.js';
 import { entryXattrs, rootlessOwnerRecord } from '../../src/unpack/policy.js';
 import { createPartialDirectory, removeTree } from '../../src/unpack/partial-directory.js';
+import { SpecialFiles } from '../../src/unpack/special-files.js';
 import { TreeWriter, entryKey, type UnpackWarning } from '../../src/unpack/tree-writer.js';
+import { checkUnpackSupported } from '../../src/unpack/unpack-rootfs.js';
 
 const T0 = 1_600_000_000;
 
@@ -297,5 +299,24 @@ describe('the partial directory', () => {
     expect(await readdir(target)).toEqual(['f']);
     await expect(createPartialDirectory(target)).rejects.toThrow(/the directory is not empty/);
     await expect(createPartialDirectory(join(work, 'no/such/parent'))).rejects.toThrow(/parent directory .* does not exist/);
+  });
+});
+
+describe('where unpack cannot keep Unix metadata', () => {
+  it('refuses on Windows and macOS with a pointer to pull and wsl --import', () => {
+    expect(() => checkUnpackSupported('win32')).toThrow(UsageError);
+    expect(() => checkUnpackSupported('win32')).toThrow(/oci-rootfs pull IMAGE -o rootfs\.tar.*wsl --import/);
+    expect(() => checkUnpackSupported('darwin')).toThrow(UsageError);
+    expect(() => checkUnpackSupported('linux')).not.toThrow();
+  });
+
+  it('says that python3 is needed when an entry needs the helper and there is none', async () => {
+    const writer = new TreeWriter(root, { rootless: false, specialFiles: new SpecialFiles({ python: 'no-such-python3' }) });
+    try {
+      await writer.write(file('plain', 'no helper needed'));
+      await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos/);
+    } finally {
+      writer.close();
+    }
   });
 });
