@@ -27,9 +27,9 @@ export function createDiskSink(root: string, options: TreeWriterOptions): DiskSi
   const run = async (): Promise<void> => {
     try {
       for await (const entry of readTar(input)) await tree.write(entry);
-      tree.finish();
+      await tree.finish();
     } finally {
-      tree.close();
+      await tree.close();
     }
   };
   const done = run();

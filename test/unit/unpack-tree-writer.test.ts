@@ -79,9 +79,9 @@ async function unpack(entries: TarEntry[], rootless = false): Promise<TreeWriter
   const writer = new TreeWriter(root, { rootless, onWarning: (warning) => warnings.push(warning) });
   try {
     for (const e of entries) await writer.write(e);
-    writer.finish();
+    await writer.finish();
   } finally {
-    writer.close();
+    await writer.close();
   }
   return writer;
 }
@@ -316,7 +316,7 @@ describe('where unpack cannot keep Unix metadata', () => {
       await writer.write(file('plain', 'no helper needed'));
       await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos/);
     } finally {
-      writer.close();
+      await writer.close();
     }
   });
 });
