@@ -65,6 +65,7 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
   return new Observable<PullEvent>((subscriber) => {
     const rootless = isRootless(options);
     let stopPull = (): void => undefined;
+    let stopSink = (): void => undefined;
     let partial: PartialDirectory | undefined;
     let stopped: Promise<void> = Promise.resolve();
     let settled = false;
@@ -82,6 +83,8 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
         onWarning: (warning) => warnings.push({ type: 'warning', ...warning }),
       });
       stopped = sink.stopped;
+      // A pull that fails before its first byte never ends or destroys the sink itself.
+      stopSink = () => sink.stream.destroy();
       let done: DoneEvent | undefined;
       const { dir: _dir, rootless: _rootless, ...pullOptions } = options;
       await new Promise<void>((resolve, reject) => {
@@ -108,6 +111,7 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
       settled = true;
       // Nothing may be left behind: wait until the writer has let go of the tree, then remove it.
       stopPull();
+      stopSink();
       await stopped;
       await partial?.remove();
       subscriber.error(toOciRootfsError(error));
@@ -118,6 +122,7 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
       // Unsubscribed mid-way: stop, then clean up in the background.
       settled = true;
       stopPull();
+      stopSink();
       void stopped.then(() => partial?.remove());
     };
   });

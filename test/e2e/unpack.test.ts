@@ -480,6 +480,13 @@ run('unpack refuses what it must and leaves nothing behind', () => {
     expect(await readdir(parent)).toEqual([]);
   });
 
+  it('exits 3 for a tag that does not exist, before any layer, leaving nothing', async () => {
+    const parent = await place('missing');
+    const result = await cli(['unpack', `${references.features}-no-such-tag`, join(parent, 'r')]);
+    expect(result.code, result.stderr).toBe(3);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
   it('refuses a hardlink to a path that does not exist, leaving nothing', async () => {
     const repo = `e2e-unpack/badlink-${randomBytes(4).toString('hex')}`;
     await pushImage(registry, repo, 'v1', { layers: [{ tar: buildTar([file('f', 'f'), link('l', 'nowhere')]), compression: 'gzip' }] });
