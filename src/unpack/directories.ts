@@ -35,7 +35,7 @@ export class Directories {
 
   /** A directory that exists on disk now; its entry may set mode and mtime later. */
   addImplicit(key: string, path: Buffer): DirectoryRecord {
-    const record: DirectoryRecord = { path, mode: IMPLICIT_MODE, mtime: 0, declared: false, xattrs: [] };
+    const record: DirectoryRecord = { path: unpooled(path), mode: IMPLICIT_MODE, mtime: 0, declared: false, xattrs: [] };
     this.#records.set(key, record);
     return record;
   }
@@ -72,6 +72,16 @@ export class Directories {
       }
     }
   }
+}
+
+/**
+ * A copy with its own memory: a small Buffer is a slice of a shared 8 KiB pool, and a record
+ * kept to the end would keep its whole pool alive (15,000 directories, 120 MiB).
+ */
+function unpooled(path: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(path.length);
+  path.copy(copy);
+  return copy;
 }
 
 function depth(key: string): number {

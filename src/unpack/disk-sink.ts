@@ -18,7 +18,7 @@ export interface DiskSink {
 }
 
 /** Bytes parsed ahead of the entry being written. */
-const BUFFERED_BYTES = 1024 * 1024;
+const BUFFERED_BYTES = 64 * 1024;
 
 export function createDiskSink(root: string, options: TreeWriterOptions): DiskSink {
   const tree = new TreeWriter(root, options);
