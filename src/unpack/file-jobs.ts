@@ -119,3 +119,49 @@ async function writeFile(job: FileJob): Promise<void> {
     await closeAsync(fd);
   }
 }
+
+/**
+ * The body of a large file, written behind the stream: each chunk goes to the thread pool at
+ * its offset (pwrite), up to `maxBytes` in flight, so parsing and hashing go on while the disk
+ * writes, as a file output of `pull` does. Chunks are only read, never changed.
+ */
+export class BodyWriter {
+  readonly #pending: Array<Promise<void>> = [];
+  #position = 0;
+  #inFlight = 0;
+  #failure: { error: unknown } | undefined;
+
+  constructor(
+    readonly fd: number,
+    readonly maxBytes = 4 * 1024 * 1024,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure.error;
+    const position = this.#position;
+    this.#position += chunk.length;
+    this.#inFlight += chunk.length;
+    const done = writeAt(this.fd, chunk, position)
+      .catch((error: unknown) => {
+        this.#failure ??= { error };
+      })
+      .finally(() => {
+        this.#inFlight -= chunk.length;
+      });
+    this.#pending.push(done);
+    while (this.#inFlight > this.maxBytes) await this.#pending.shift();
+  }
+
+  /** Resolves once every byte is written; throws the first failure. */
+  async flush(): Promise<void> {
+    await Promise.all(this.#pending.splice(0));
+    if (this.#failure !== undefined) throw this.#failure.error;
+  }
+}
+
+async function writeAt(fd: number, chunk: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length; ) {
+    const { bytesWritten } = await writeAsync(fd, chunk, done, chunk.length - done, position + done);
+    done += bytesWritten;
+  }
+}

@@ -40,7 +40,7 @@ import { HardlinkTargetError, OciRootfsError, UnsafeEntryError } from '../errors
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
 import { Directories, type DirectoryRecord } from './directories.js';
 import { entryMtime, entryXattrs, ROOTLESS_XATTR, rootlessOwnerRecord, xattrVerdict, type UnpackPolicy } from './policy.js';
-import { FileJobs } from './file-jobs.js';
+import { BodyWriter, FileJobs } from './file-jobs.js';
 import { SpecialFileError, SpecialFiles } from './special-files.js';
 
 export interface UnpackWarning {
@@ -199,7 +199,15 @@ export class TreeWriter {
         await writeSparse(fd, entry);
         ftruncateSync(fd, header.size);
       } else if (header.size > 0) {
-        for await (const chunk of entry.body()) writeAll(fd, chunk, null);
+        const body = new BodyWriter(fd);
+        try {
+          for await (const chunk of entry.body()) await body.write(chunk);
+        } catch (error) {
+          // Never close the descriptor under a write still in flight.
+          await body.flush().catch(() => undefined);
+          throw error;
+        }
+        await body.flush();
       }
       if (!this.#policy.rootless && (header.uid !== this.#ownUid || header.gid !== this.#ownGid)) {
         fchownSync(fd, header.uid, header.gid);
