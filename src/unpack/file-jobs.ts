@@ -38,7 +38,7 @@ export class FileJobs {
 
   constructor(
     readonly maxJobs = 32,
-    readonly maxBytes = 8 * 1024 * 1024,
+    readonly maxBytes = 2 * 1024 * 1024,
   ) {}
 
   get size(): number {
@@ -133,7 +133,7 @@ export class BodyWriter {
 
   constructor(
     readonly fd: number,
-    readonly maxBytes = 4 * 1024 * 1024,
+    readonly maxBytes = 1024 * 1024,
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
