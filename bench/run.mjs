@@ -33,6 +33,9 @@ const config = {
   only: (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean),
   peers: process.env.BENCH_PEERS !== '0',
   stages: process.env.BENCH_STAGES !== '0',
+  unpack: process.env.BENCH_UNPACK !== '0',
+  /** Which compressed and stdout runs to make besides `pull -o .tar` (e.g. `BENCH_FORMATS=none` for unpack work). */
+  formats: (process.env.BENCH_FORMATS ?? 'gzip,zstd,stdout').split(','),
   tmp: process.env.BENCH_TMPDIR ?? tmpdir(),
 };
 
@@ -92,6 +95,15 @@ async function ourPullStdout(ref) {
   return { ...r, firstByte: first, bytes };
 }
 
+/** `unpack` into a fresh directory (removed afterwards, outside the timing). */
+async function ourUnpack(ref, target) {
+  const timeFile = join(tempRoot, 'time.txt');
+  rmSync(target, { recursive: true, force: true });
+  const r = await run(process.execPath, [cli, 'unpack', '--plain-http', '--progress', 'none', ref, target], { timeV: true, timeFile });
+  rmSync(target, { recursive: true, force: true });
+  return r;
+}
+
 async function repeat(runs, fn) {
   const results = [];
   for (let i = 0; i < runs; i++) results.push(await fn(i));
@@ -127,6 +139,14 @@ async function measureEndToEnd(image, ref, dir) {
     res.entries = Number(listing.stdout.trim());
   }
 
+  if (config.unpack) {
+    log('  e2e: unpack DIR');
+    res.unpack = summarize(await repeat(config.runs, () => ourUnpack(ref, join(dir, 'unpacked'))), rootfsBytes);
+  }
+
+  const none = { na: true, note: 'not run (BENCH_FORMATS)' };
+  res.gzip = res.zstd = res.stdout = none;
+  if (!config.formats.includes('gzip')) return { res, outTar };
   log('  e2e: pull -o .tar.gz');
   const outGz = join(dir, 'ours.tar.gz');
   const gzRuns = await repeat(config.runs, async () => {
@@ -245,6 +265,9 @@ const TARGETS = {
   gzipVsPigz: 1.2,
   tarVsGunzip: 1.0,
   entriesPerSecond: 30_000,
+  unpackVsTar: 1.2,
+  unpackVsPeer: 0.4,
+  unpackEntriesPerSecond: 20_000,
   rssMiB: 150,
   rssGrowth: 0.1,
 };
@@ -256,6 +279,10 @@ function ratios(result) {
   if (e.gzip?.seconds && result.ceilings?.pigz?.seconds) r.gzipVsPigz = e.gzip.seconds / result.ceilings.pigz.seconds;
   if (e.tar?.seconds && result.ceilings?.gzipDc?.seconds) r.tarVsGunzip = e.tar.seconds / result.ceilings.gzipDc.seconds;
   if (e.tar?.seconds && e.entries) r.entriesPerSecond = e.entries / e.tar.seconds;
+  if (e.unpack?.seconds && e.tar?.seconds) r.unpackVsTar = e.unpack.seconds / e.tar.seconds;
+  const peerUnpack = (result.peers?.skopeo?.seconds ?? 0) + (result.peers?.umoci?.seconds ?? 0);
+  if (e.unpack?.seconds && result.peers?.umoci?.seconds) r.unpackVsPeer = e.unpack.seconds / peerUnpack;
+  if (e.unpack?.seconds && e.entries) r.unpackEntriesPerSecond = e.entries / e.unpack.seconds;
   return r;
 }
 
@@ -282,6 +309,7 @@ function report(results, meta) {
         row('pull -o rootfs.tar.gz', e.gzip),
         row('pull --format zstd', e.zstd),
         row('pull -o - (stdout)', e.stdout),
+        ...(e.unpack === undefined ? [] : [row('unpack DIR', e.unpack)]),
       ]),
     );
     if (r.stages) {
@@ -329,6 +357,12 @@ function report(results, meta) {
       ['our tar time / gzip -dc time', fmt(q.tarVsGunzip, 2), `≤ ${TARGETS.tarVsGunzip}`, verdict(q.tarVsGunzip, TARGETS.tarVsGunzip)],
     ];
     if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
+    if (e.unpack?.seconds !== undefined) {
+      ratioRows.push(['unpack time / pull -o .tar time', fmt(q.unpackVsTar, 2), `≤ ${TARGETS.unpackVsTar}`, verdict(q.unpackVsTar, TARGETS.unpackVsTar)]);
+      ratioRows.push(['unpack time / (skopeo copy + umoci unpack) time', fmt(q.unpackVsPeer, 2), `≤ ${TARGETS.unpackVsPeer}`, verdict(q.unpackVsPeer, TARGETS.unpackVsPeer)]);
+      if (r.kind === 'many') ratioRows.push(['entries per second, unpack', fmt(q.unpackEntriesPerSecond, 0), `≥ ${TARGETS.unpackEntriesPerSecond}`, verdict(q.unpackEntriesPerSecond, TARGETS.unpackEntriesPerSecond, false)]);
+      if (r.kind === 'big') ratioRows.push(['unpack peak RSS MiB', fmt(e.unpack.rssMiB), `≤ ${TARGETS.rssMiB}`, verdict(e.unpack.rssMiB, TARGETS.rssMiB)]);
+    }
     if (r.kind === 'big') {
       const rss = Math.max(e.tar.rssMiB ?? 0, e.gzip.rssMiB ?? 0, e.stdout.rssMiB ?? 0) || undefined;
       q.peakRssMiB = rss;

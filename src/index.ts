@@ -5,6 +5,7 @@
  * Three levels (docs/architecture.md):
  * 1. {@link pullRootfs}: one call, one Readable of the uncompressed tar;
  * 2. {@link pullRootfs$}: the same pull as an Observable of {@link PullEvent}s;
+ *    ({@link unpackRootfs} / {@link unpackRootfs$}: the same pull written to a directory);
  * 3. the parts of that pull, to build a pipeline of your own: a store ({@link openStore}),
  *    the resolver ({@link resolveImage}), the verified layers ({@link layerSources}), the
  *    flattener ({@link flattenLayers}), compressors and atomic output.
@@ -17,6 +18,13 @@
 // Level 1 and 2: the whole pull.
 export { pullRootfs, pullRootfs$, type PullRootfs$Options } from './pull/pull-rootfs.js';
 export type { PullOptions } from './pull/pull-options.js';
+export {
+  checkUnpackSupported,
+  unpackRootfs,
+  unpackRootfs$,
+  type UnpackOptions,
+  type UnpackResult,
+} from './unpack/unpack-rootfs.js';
 export type {
   DoneEvent,
   LayerDoneEvent,

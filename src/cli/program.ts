@@ -9,6 +9,7 @@ import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js'
 import { registerExistsCommand } from './exists-command.js';
 import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
 import { registerPullCommand } from './pull-command.js';
+import { registerUnpackCommand } from './unpack-command.js';
 import type { CliIo } from './shared.js';
 
 export type { CliIo } from './shared.js';
@@ -58,6 +59,7 @@ export function createProgram(io: CliIo): Command {
       outputError: () => {},
     });
   registerPullCommand(program, io);
+  registerUnpackCommand(program, io);
   registerInspectCommand(program, io);
   registerConfigCommand(program, io);
   registerExistsCommand(program, io);

@@ -292,7 +292,7 @@ function parseLevel(value: string): number {
   throw new InvalidArgumentError('Expected an integer from 0 to 9 (gzip) or 1 to 19 (zstd).');
 }
 
-function parseRetries(value: string): number {
+export function parseRetries(value: string): number {
   if (/^\d{1,3}$/.test(value)) return Number(value);
   throw new InvalidArgumentError('Expected a whole number of retries, e.g. 0 or 5.');
 }
