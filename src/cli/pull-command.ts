@@ -10,7 +10,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AbortError, ExitCode, UsageError } from '../errors.js';
 import type { PullEvent, ResolvedEvent } from '../operators/events.js';
 import type { PullOptions } from '../operators/pull-options.js';
-import { createCompressor, formatFromPath } from '../streams/compress.js';
+import { COMPRESSOR_ENGINES, createCompressor, formatFromPath, resolveGzipEngine, type CompressorEngine } from '../streams/compress.js';
 import {
   TERMINAL_REFUSAL,
   writeAtomically,
@@ -44,6 +44,7 @@ export interface PullCommandOptions extends ConnectionCommandOptions {
   plainHttp?: boolean;
   allowForeign?: boolean;
   level?: number;
+  gzipEngine?: CompressorEngine;
   debug?: boolean;
   retries?: number;
   /** Seconds. */
@@ -107,6 +108,12 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
+      new Option(
+        '--gzip-engine <engine>',
+        'gzip with native (libdeflate, the default where built), zlib (node:zlib) or pako; each gives its own bytes',
+      ).choices(COMPRESSOR_ENGINES),
+    )
+    .addOption(
       new Option('--progress <mode>', 'progress on stderr: auto (a display on a terminal, else none), tty, plain, json, none').choices(
         PROGRESS_MODES,
       ),
@@ -136,6 +143,9 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   if (options.level !== undefined && format === 'gzip' && options.level > 9) {
     throw new UsageError(`--level ${options.level} is out of range for gzip: expected 0 to 9`);
   }
+  if (options.gzipEngine !== undefined && format !== 'gzip') {
+    throw new UsageError(`--gzip-engine applies only to gzip output, not ${format}`);
+  }
   if (options.level === 0 && format === 'zstd') {
     throw new UsageError('--level 0 is out of range for zstd: expected 1 to 19');
   }
@@ -147,7 +157,13 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     reportWarning('--password can be read by other users of this machine; prefer --password-stdin', io.stderr);
   }
 
-  const compressor = createCompressor(format, options.level === undefined ? {} : { level: options.level });
+  // Resolved here, not inside the compressor: the engine changes the bytes, so the record
+  // and the done event name it (and a pinned engine that is missing fails before any request).
+  const gzipEngine = format === 'gzip' ? resolveGzipEngine(options.gzipEngine) : undefined;
+  const compressor = createCompressor(format, {
+    ...(options.level === undefined ? {} : { level: options.level }),
+    ...(gzipEngine === undefined ? {} : { engine: gzipEngine }),
+  });
   let password: string | undefined;
   try {
     password = options.passwordStdin === true ? await readPassword(io.stdin) : options.password;
@@ -168,6 +184,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     platform: options.platform ?? null,
     format,
     level: format === 'tar' ? null : (options.level ?? DEFAULT_LEVEL[format]),
+    gzipEngine: gzipEngine ?? null,
   };
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
@@ -187,7 +204,8 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     const { pullRootfs } = await import('../operators/pull-rootfs.js');
     let resolved: ResolvedEvent | undefined;
     const config = options.configOut === undefined ? undefined : new ConfigFetch(reference, registryOptions);
-    const onEvent = (event: PullEvent): void => {
+    const onEvent = (pulled: PullEvent): void => {
+      const event = pulled.type === 'done' && gzipEngine !== undefined ? { ...pulled, gzipEngine } : pulled;
       if (event.type === 'resolved') resolved = event;
       config?.event(event);
       reporter.event(event);

@@ -50,6 +50,12 @@ export interface RecordedOptions {
   platform: string | null;
   format: string;
   level: number | null;
+  /**
+   * The gzip engine (`native`, `zlib`, `pako`) for gzip output, else null: each engine
+   * writes its own bytes of the same tar. Absent in records written before engines existed,
+   * which then never match a gzip output.
+   */
+  gzipEngine?: string | null;
 }
 
 /** The sidecar's content (version 1). */
@@ -93,7 +99,8 @@ export async function recordMatches(record: OutputRecord, output: string, option
   const sameOptions =
     record.options.platform === options.platform &&
     record.options.format === options.format &&
-    record.options.level === options.level;
+    record.options.level === options.level &&
+    (record.options.gzipEngine ?? null) === (options.gzipEngine ?? null);
   if (!sameOptions) return false;
   try {
     return (await stat(output)).size === record.output.bytes;

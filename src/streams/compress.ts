@@ -17,7 +17,7 @@ import { Deflate } from 'pako';
 import { EngineUnavailableError, UsageError } from '../errors.js';
 import { loadNativeDeflate, nativeDisabled, nativeLoadError, nativeMember, NATIVE_ENV } from './native-deflate.js';
 import { ParallelGzip } from './parallel-gzip.js';
-import { createZstdCompressor } from './zstd.js';
+import { createZstdCompressor, nodeHasZstd, zstdAvailable } from './zstd.js';
 
 /** What `-o` / `--format` can name. */
 export type OutputFormat = 'tar' | 'gzip' | 'zstd';
@@ -77,6 +77,21 @@ export function createCompressor(format: OutputFormat, options: CompressorOption
     case 'zstd':
       return createZstdCompressor(options.level === undefined ? {} : { level: options.level });
   }
+}
+
+/**
+ * What this runtime compresses with by default, as `oci-rootfs --version` prints it: gzip
+ * `libdeflate <version>` or `node:zlib` (with the reason the addon is not used), zstd
+ * `node:zlib`, `zstd-napi` or `none`.
+ */
+export function compressionEngines(): { gzip: string; zstd: string } {
+  const addon = loadNativeDeflate();
+  const gzip =
+    addon !== undefined
+      ? `libdeflate ${addon.libdeflateVersion}`
+      : `node:zlib (${nativeDisabled() ? `${NATIVE_ENV}=${process.env[NATIVE_ENV] ?? ''}` : 'no libdeflate addon'})`;
+  const zstd = nodeHasZstd() ? 'node:zlib' : zstdAvailable() ? 'zstd-napi' : 'none (needs Node.js >= 22.15 or zstd-napi)';
+  return { gzip, zstd };
 }
 
 function createGzipCompressor(level: number, engine: CompressorEngine): Transform {
