@@ -29,48 +29,21 @@ export function decompressor(kind: DecompressorKind): Duplex {
 
 /** Gunzip that refuses truncation and any non-zero byte after the last member. */
 export class StrictGunzip extends StrictInflater<zlib.Gunzip> {
-  /** Input bytes handed to zlib so far. */
-  private fed = 0;
-  /** The last member has ended: only zero padding may follow. */
-  private inTrailer = false;
-
   constructor() {
     // 256 KiB output chunks: at the 16 KiB default, node:zlib inflates no faster than `gzip -dc`.
     super(zlib.createGunzip({ chunkSize: 256 * 1024 }));
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.inTrailer) {
-      callback(checkPadding(chunk));
-      return;
-    }
-    this.fed += chunk.length;
-    this.feed(chunk, callback, () => {
-      // zlib stops consuming input only where the last member ended.
-      const unconsumed = Math.min(chunk.length, this.fed - this.inner.bytesWritten);
-      if (unconsumed === 0) return null;
-      this.inTrailer = true;
-      const problem = checkPadding(chunk.subarray(chunk.length - unconsumed));
-      if (problem === null) this.inner.end();
-      return problem;
-    });
-  }
-
-  /** After the last member zlib was ended already (see `_write`). */
-  protected override endInner(): void {
-    if (!this.inTrailer) this.inner.end();
+  /** Zero padding after the last member is tolerated (DESIGN §3), nothing else. */
+  protected override checkTrailer(bytes: Buffer): MalformedArchiveError | null {
+    return bytes.every((byte) => byte === 0)
+      ? null
+      : new MalformedArchiveError('gzip stream: unexpected data after the last member (only zero padding is allowed)');
   }
 
   protected override malformed(error: Error): MalformedArchiveError {
     return malformed(error);
   }
-}
-
-function checkPadding(bytes: Buffer): MalformedArchiveError | null {
-  const bad = bytes.findIndex((byte) => byte !== 0);
-  return bad === -1
-    ? null
-    : new MalformedArchiveError('gzip stream: unexpected data after the last member (only zero padding is allowed)');
 }
 
 function malformed(error: Error): MalformedArchiveError {

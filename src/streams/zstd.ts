@@ -22,7 +22,7 @@ import { createRequire } from 'node:module';
 import { Duplex, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { EngineUnavailableError, MalformedArchiveError, UsageError } from '../errors.js';
-import { StrictInflater } from './strict-inflater.js';
+import { StrictInflater, type ZlibTransform } from './strict-inflater.js';
 
 /** Which zstd implementation: node:zlib or the `zstd-napi` binding. */
 export type ZstdEngine = 'node' | 'napi';
@@ -40,7 +40,7 @@ export interface ZstdCompressorOptions extends ZstdOptions {
 export const ZSTD_DEFAULT_LEVEL = 3;
 export const ZSTD_MAX_LEVEL = 19;
 
-type ZlibZstdFactory = (options?: { params?: Record<number, number> }) => Transform;
+type ZlibZstdFactory = (options?: { params?: Record<number, number> }) => ZlibTransform;
 
 interface ZlibWithZstd {
   createZstdDecompress?: ZlibZstdFactory;
@@ -142,7 +142,7 @@ export function createZstdCompressor(options: ZstdCompressorOptions = {}): Trans
     const checksumParam = constants['ZSTD_c_checksumFlag'];
     if (levelParam !== undefined) params[levelParam] = level;
     if (checksumParam !== undefined) params[checksumParam] = 1;
-    return factory({ params });
+    return new NodeZstdCompressor(factory({ params }));
   }
   return new NapiZstdCompressor(loadBinding(), level);
 }
@@ -306,14 +306,54 @@ class NapiZstdCompressor extends Transform {
 }
 
 /**
- * node:zlib's zstd decompressor with its errors as {@link MalformedArchiveError}, and
- * backpressure passed through, as {@link StrictGunzip} does for gzip (both are a
- * {@link StrictInflater}). node:zlib decides truncation and trailing data itself here; a
- * stream it accepts that is not the layer fails the diffID.
+ * node:zlib's zstd compressor with every input chunk compressed as `ZSTD_e_continue` and the
+ * frame ended by an empty `ZSTD_e_end`. Used directly, node:zlib ends the frame with the
+ * last chunk when `end()` came before that chunk was processed, and a frame whose whole
+ * input came in that one call is compressed as one known-size block (other parameters, a
+ * content size in the header): other bytes for the same input, depending on chunking and
+ * timing. Fed this way, zstd's output depends on the input only.
+ */
+class NodeZstdCompressor extends Transform {
+  constructor(private readonly inner: ZlibTransform) {
+    super();
+    inner.on('data', (chunk: Buffer) => this.push(chunk));
+    inner.on('error', (error: Error) => this.destroy(wrapCompressError(error)));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // The write callback comes once zlib consumed the chunk; our own push() backpressure
+    // then holds the next chunk (Transform keeps the callback while our reader is full).
+    this.inner.write(chunk, (error) => callback(error === undefined || error === null ? null : wrapCompressError(error)));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.inner.once('end', () => callback());
+    this.inner.end();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.inner.destroy();
+    callback(error);
+  }
+}
+
+function wrapCompressError(error: unknown): Error {
+  return new Error(`zstd compression failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
+
+/**
+ * node:zlib's zstd decompressor, strict as {@link StrictGunzip} is (both are a
+ * {@link StrictInflater}): its errors become {@link MalformedArchiveError}, and since
+ * node:zlib stops quietly at bytes after the last frame that are not another frame, any
+ * such byte is refused here, zeros included (as the binding engine and `zstd -d` do).
  */
 class NodeZstdDecompressor extends StrictInflater {
-  constructor(inner: Transform) {
+  constructor(inner: ZlibTransform) {
     super(inner);
+  }
+
+  protected override checkTrailer(_bytes: Buffer, offset: number): MalformedArchiveError {
+    return new MalformedArchiveError(`zstd stream: unexpected data after the last frame at byte ${offset}`);
   }
 
   protected override malformed(error: Error): MalformedArchiveError {
