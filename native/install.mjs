@@ -2,7 +2,7 @@
 // node-gyp. It must never fail the install: without Linux, a C compiler, libdeflate's
 // headers or node-gyp, it prints one line and oci-rootfs deflates with node:zlib instead.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,12 +14,14 @@ function say(line) {
   console.log(`oci-rootfs: ${line}`);
 }
 
-/** node-gyp as npm ships it, or a copy in our own node_modules. */
+/** node-gyp as the running npm ships it, as the npm beside this node ships it, or our own copy. */
 function findNodeGyp() {
   const candidates = [process.env.npm_config_node_gyp];
   if (process.env.npm_execpath) {
     candidates.push(join(dirname(process.env.npm_execpath), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   }
+  // `node native/install.mjs` run by hand: npm is not running, but is usually installed.
+  candidates.push(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
   try {
     candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
   } catch {
@@ -35,6 +37,9 @@ function localNodeDir() {
 }
 
 function build() {
+  // What this install could build, nothing older: an addon left from an earlier source or
+  // Node would otherwise be loaded although this build was skipped or failed.
+  rmSync(join(here, 'build'), { recursive: true, force: true });
   if (process.env.OCI_ROOTFS_NATIVE === '0') return say(`native deflate not built (OCI_ROOTFS_NATIVE=0); ${fallback}`);
   if (process.platform !== 'linux') return say(`native deflate is built on Linux only; ${fallback}`);
   const cc = process.env.CC || 'cc';
