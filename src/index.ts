@@ -45,7 +45,16 @@ export * from './registry/index.js';
 export * from './sources/index.js';
 
 export * from './streams/tar/index.js';
-export { createCompressor, formatFromPath, type CompressorEngine, type CompressorOptions, type OutputFormat } from './streams/compress.js';
+export {
+  COMPRESSOR_ENGINES,
+  compressionEngines,
+  createCompressor,
+  formatFromPath,
+  resolveGzipEngine,
+  type CompressorEngine,
+  type CompressorOptions,
+  type OutputFormat,
+} from './streams/compress.js';
 export {
   createZstdCompressor,
   createZstdDecompressor,
@@ -53,7 +62,7 @@ export {
   zstdAvailable,
   type ZstdEngine,
 } from './streams/zstd.js';
-export { createParallelGzip, ParallelGzip, type ParallelGzipOptions } from './streams/parallel-gzip.js';
+export { createParallelGzip, ParallelGzip, type MemberDeflater, type ParallelGzipOptions } from './streams/parallel-gzip.js';
 export { decompressor, StrictGunzip, type DecompressorKind } from './streams/decompress.js';
 export { DigestVerifier, verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { ByteMeter, createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
