@@ -28,9 +28,7 @@ export interface ParallelGzipOptions {
   /** Uncompressed bytes per member (default 1 MiB). */
   blockSize?: number;
   /**
-   * Members being deflated at once (default: the number of cores, plus one so that a core
-   * whose member finished finds the next one queued rather than waiting for the main
-   * thread to fill it).
+   * Members in memory at once, being deflated or queued (default {@link defaultConcurrency}).
    */
   concurrency?: number;
   /** Who deflates a member (default: node:zlib, {@link zlibMember}). */
@@ -39,9 +37,16 @@ export interface ParallelGzipOptions {
 
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 
-/** The default number of members in flight: every core, and one queued behind them. */
-export function defaultConcurrency(): number {
-  return availableParallelism() + 1;
+/**
+ * The default number of members in flight: one per core, capped by libuv's thread pool
+ * (`UV_THREADPOOL_SIZE`, 4 unless set: more members than pool threads would only wait in
+ * memory), plus one, so that a thread whose member finished finds the next one queued
+ * rather than waiting for the main thread to fill it.
+ */
+export function defaultConcurrency(env: NodeJS.ProcessEnv = process.env): number {
+  const pool = Number(env['UV_THREADPOOL_SIZE']);
+  const threads = Number.isInteger(pool) && pool > 0 ? pool : 4;
+  return Math.min(availableParallelism(), threads) + 1;
 }
 
 /**
