@@ -37,6 +37,8 @@ const config = {
   /** Which compressed and stdout runs to make besides `pull -o .tar` (e.g. `BENCH_FORMATS=none` for unpack work). */
   formats: (process.env.BENCH_FORMATS ?? 'gzip,zstd,stdout').split(','),
   tmp: process.env.BENCH_TMPDIR ?? tmpdir(),
+  // gzip engines of the `pull -o rootfs.tar.gz` rows; pako (pure JS, ~2.5x slower) on request.
+  gzipEngines: (process.env.BENCH_GZIP_ENGINES ?? 'native,zlib').split(',').filter(Boolean),
 };
 
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
@@ -79,6 +81,12 @@ async function ourPull(ref, out, extra = []) {
   return run(process.execPath, [cli, 'pull', '--plain-http', ref, '-o', out, ...extra], { timeV: true, timeFile });
 }
 
+/** The engine names of `--version` (gzip: libdeflate … | node:zlib …), for the report. */
+async function enginesInUse() {
+  const r = await run(process.execPath, [cli, '--version']);
+  return r.stdout.trim().split('\n').slice(1).join('; ');
+}
+
 /** Pull to stdout, timing the first chunk as the bench receives it. */
 async function ourPullStdout(ref) {
   const timeFile = join(tempRoot, 'time.txt');
@@ -119,6 +127,7 @@ function summarize(results, bytes) {
     secondsAll: results.map((r) => r.seconds),
     mbps: mbps(bytes, seconds),
     rssMiB: median(results.map((r) => r.rssKiB / 1024)),
+    cpuSeconds: median(results.map((r) => r.cpuSeconds)),
     firstByte: median(results.map((r) => r.firstByte)),
   };
 }
@@ -146,15 +155,31 @@ async function measureEndToEnd(image, ref, dir) {
 
   const none = { na: true, note: 'not run (BENCH_FORMATS)' };
   res.gzip = res.zstd = res.stdout = none;
+  res.gzipByEngine = {};
   if (!config.formats.includes('gzip')) return { res, outTar };
-  log('  e2e: pull -o .tar.gz');
+  // One row per gzip engine; `res.gzip` is the default engine's (the ratios use it).
+  for (const engine of config.gzipEngines) {
+    log(`  e2e: pull -o .tar.gz --gzip-engine ${engine}`);
+    const outGz = join(dir, `ours-${engine}.tar.gz`);
+    const gzRuns = await repeat(config.runs, async () => {
+      rmSync(outGz, { force: true });
+      return ourPull(ref, outGz, ['--gzip-engine', engine]);
+    });
+    const m = summarize(gzRuns, rootfsBytes);
+    if (existsSync(outGz)) m.outBytes = statSync(outGz).size;
+    rmSync(outGz, { force: true });
+    res.gzipByEngine[engine] = m;
+  }
+  log('  e2e: pull -o .tar.gz (default engine)');
   const outGz = join(dir, 'ours.tar.gz');
   const gzRuns = await repeat(config.runs, async () => {
     rmSync(outGz, { force: true });
-    return ourPull(ref, outGz);
+    return ourPull(ref, outGz, ['--progress', 'json']);
   });
   res.gzip = summarize(gzRuns, rootfsBytes);
   if (existsSync(outGz)) res.gzip.outBytes = statSync(outGz).size;
+  const done = gzRuns[0]?.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((e) => e.type === 'done');
+  res.gzip.engine = done?.gzipEngine;
   rmSync(outGz, { force: true });
 
   log('  e2e: pull --format zstd');
@@ -240,7 +265,14 @@ async function measurePeers(image, host, repo, dir, outTar) {
   const files = image.layers.map((l) => l.file).join(' ');
   ceilings.gzipDc = { seconds: median(await repeat(config.runs, async () => (await timedShell(`gzip -dc ${files} > /dev/null`)).seconds)) };
   if (hasTool('pigz') && existsSync(outTar)) {
-    ceilings.pigz = { seconds: median(await repeat(config.runs, async () => (await timedShell(`pigz -6 -p 2 -c ${outTar} > /dev/null`)).seconds)) };
+    const pigzOut = join(dir, 'ceiling-pigz.tar.gz');
+    const pigzRuns = await repeat(config.runs, () => timedShell(`pigz -6 -p 2 -c ${outTar} > ${pigzOut}`));
+    ceilings.pigz = {
+      seconds: median(pigzRuns.map((r) => r.seconds)),
+      cpuSeconds: median(pigzRuns.map((r) => r.cpuSeconds)),
+      outBytes: statSync(pigzOut).size,
+    };
+    rmSync(pigzOut, { force: true });
   } else ceilings.pigz = skip('pigz');
   return { peers, ceilings };
 }
@@ -262,7 +294,8 @@ async function compareTrees(bundle, outTar) {
 
 const TARGETS = {
   gzipVsPeer: 0.33,
-  gzipVsPigz: 1.2,
+  gzipVsPigz: 1.0,
+  gzipSizeVsPigz: 1.0,
   tarVsGunzip: 1.0,
   entriesPerSecond: 30_000,
   unpackVsTar: 1.2,
@@ -276,7 +309,17 @@ function ratios(result) {
   const r = {};
   const e = result.e2e;
   if (e.gzip?.seconds && result.peers?.pathGzip?.seconds) r.gzipVsPeer = e.gzip.seconds / result.peers.pathGzip.seconds;
-  if (e.gzip?.seconds && result.ceilings?.pigz?.seconds) r.gzipVsPigz = e.gzip.seconds / result.ceilings.pigz.seconds;
+  const pigz = result.ceilings?.pigz;
+  if (e.gzip?.seconds && pigz?.seconds) r.gzipVsPigz = e.gzip.seconds / pigz.seconds;
+  r.byEngine = {};
+  for (const [engine, m] of Object.entries(e.gzipByEngine ?? {})) {
+    if (!m.seconds || !pigz?.seconds) continue;
+    r.byEngine[engine] = {
+      time: m.seconds / pigz.seconds,
+      cpu: m.cpuSeconds && pigz.cpuSeconds ? m.cpuSeconds / pigz.cpuSeconds : undefined,
+      size: m.outBytes && pigz.outBytes ? m.outBytes / pigz.outBytes : undefined,
+    };
+  }
   if (e.tar?.seconds && result.ceilings?.gzipDc?.seconds) r.tarVsGunzip = e.tar.seconds / result.ceilings.gzipDc.seconds;
   if (e.tar?.seconds && e.entries) r.entriesPerSecond = e.entries / e.tar.seconds;
   if (e.unpack?.seconds && e.tar?.seconds) r.unpackVsTar = e.unpack.seconds / e.tar.seconds;
@@ -300,13 +343,20 @@ function report(results, meta) {
       out.push(`WARNING: load average ${r.loadBefore?.toFixed(1)} before / ${r.loadAfter?.toFixed(1)} after this image on ${cpus().length} CPUs: other processes were competing, numbers are pessimistic`);
     }
     const e = r.e2e;
-    const row = (label, m) =>
-      m.na ? [label, 'n/a', '', '', '', m.note ?? ''] : m.error ? [label, 'error', '', '', '', m.error] : [label, fmt(m.seconds, 2), fmt(m.mbps), fmt(m.rssMiB), fmt(m.firstByte, 3), m.outBytes ? `${mb(m.outBytes)} MiB out` : ''];
+    const row = (label, m, engine = '') =>
+      m.na
+        ? [label, engine, 'n/a', '', '', '', '', m.note ?? '']
+        : m.error
+          ? [label, engine, 'error', '', '', '', '', m.error]
+          : [label, engine, fmt(m.seconds, 2), fmt(m.cpuSeconds, 2), fmt(m.mbps), fmt(m.rssMiB), fmt(m.firstByte, 3), m.outBytes ? `${mb(m.outBytes)} MiB out` : ''];
+    const engineLabel = { native: 'native (libdeflate)', zlib: 'node:zlib', pako: 'pako' };
+    out.push(`engines: ${meta.engines}`);
     out.push(
       table([
-        ['oci-rootfs end to end', 'wall s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
+        ['oci-rootfs end to end', 'gzip engine', 'wall s', 'CPU s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
         row('pull -o rootfs.tar', e.tar),
-        row('pull -o rootfs.tar.gz', e.gzip),
+        ...Object.entries(e.gzipByEngine ?? {}).map(([engine, m]) => row(`pull -o rootfs.tar.gz --gzip-engine ${engine}`, m, engineLabel[engine] ?? engine)),
+        row('pull -o rootfs.tar.gz (default engine)', e.gzip, engineLabel[e.gzip.engine] ?? e.gzip.engine ?? '?'),
         row('pull --format zstd', e.zstd),
         row('pull -o - (stdout)', e.stdout),
         ...(e.unpack === undefined ? [] : [row('unpack DIR', e.unpack)]),
@@ -316,12 +366,12 @@ function report(results, meta) {
       out.push('');
       out.push(
         table([
-          ['stage (in-process, cached blobs)', 'input MiB', 'seconds', 'MB/s input', 'MB/s rootfs-equiv', 'note'],
+          ['stage (in-process, cached blobs)', 'engine', 'input MiB', 'seconds', 'CPU s', 'MB/s input', 'MB/s rootfs-equiv', 'note'],
           ...r.stages.rows.map((s) => {
             const sec = median(s.seconds);
-            const extra = [s.entries ? `${s.entries} entries, ${Math.round(s.entries / sec)}/s` : '', s.note ?? ''].filter(Boolean).join('; ');
+            const extra = [s.entries ? `${s.entries} entries, ${Math.round(s.entries / sec)}/s` : '', s.outBytes && s.engine ? `${mb(s.outBytes)} MiB out` : '', s.note ?? ''].filter(Boolean).join('; ');
             const rootfsEquiv = s.note?.startsWith('first') ? mbps(s.inBytes, sec) : mbps(r.stages.tarBytes, sec);
-            return [s.stage, mb(s.inBytes), fmt(sec, 2), fmt(mbps(s.inBytes, sec)), fmt(rootfsEquiv), extra];
+            return [s.stage, s.engine ?? '', mb(s.inBytes), fmt(sec, 2), fmt(s.cpuSeconds === undefined ? undefined : median(s.cpuSeconds), 2), fmt(mbps(s.inBytes, sec)), fmt(rootfsEquiv), extra];
           }),
         ]),
       );
@@ -343,6 +393,7 @@ function report(results, meta) {
         peerRow('ceiling: pigz -6 -p 2 our tar', c.pigz),
       ]),
     );
+    if (c.pigz?.outBytes) out.push(`pigz -6 -p 2 of our tar: ${fmt(c.pigz.cpuSeconds, 2)} CPU s, ${mb(c.pigz.outBytes)} MiB out`);
     if (p.treeCheck) {
       const t = p.treeCheck;
       out.push(`tree check vs umoci: ${t.ours} paths ours, ${t.umoci} umoci, ${t.onlyOurs} only ours, ${t.onlyUmoci} only umoci ${t.examples?.length ? t.examples.join(' ') : ''}`);
@@ -356,6 +407,13 @@ function report(results, meta) {
       ['our gzip time / pigz -6 -p 2 ceiling', fmt(q.gzipVsPigz, 2), `≤ ${TARGETS.gzipVsPigz}`, verdict(q.gzipVsPigz, TARGETS.gzipVsPigz)],
       ['our tar time / gzip -dc time', fmt(q.tarVsGunzip, 2), `≤ ${TARGETS.tarVsGunzip}`, verdict(q.tarVsGunzip, TARGETS.tarVsGunzip)],
     ];
+    for (const [engine, v] of Object.entries(q.byEngine ?? {})) {
+      ratioRows.push(
+        [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: wall time`, fmt(v.time, 2), `≤ ${TARGETS.gzipVsPigz}`, verdict(v.time, TARGETS.gzipVsPigz)],
+        [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: CPU time`, fmt(v.cpu, 2), '', ''],
+        [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: output size`, fmt(v.size, 3), `≤ ${TARGETS.gzipSizeVsPigz}`, verdict(v.size, TARGETS.gzipSizeVsPigz)],
+      );
+    }
     if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
     if (e.unpack?.seconds !== undefined) {
       ratioRows.push(['unpack time / pull -o .tar time', fmt(q.unpackVsTar, 2), `≤ ${TARGETS.unpackVsTar}`, verdict(q.unpackVsTar, TARGETS.unpackVsTar)]);
@@ -437,6 +495,7 @@ async function main() {
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
+    engines: await enginesInUse(),
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     memGiB: totalmem() / 2 ** 30,

@@ -34,7 +34,8 @@ export type ErrorCode =
   | 'ERR_HARDLINK_TARGET'
   | 'ERR_RATE_LIMITED'
   | 'ERR_NETWORK'
-  | 'ERR_ABORTED';
+  | 'ERR_ABORTED'
+  | 'ERR_ENGINE_UNAVAILABLE';
 
 export interface OciRootfsErrorOptions {
   cause?: unknown;
@@ -251,6 +252,16 @@ export class AbortError extends OciRootfsError {
   constructor(options?: OciRootfsErrorOptions) {
     super('the pull was aborted', options);
   }
+}
+
+/**
+ * A compression engine this runtime does not have: `--gzip-engine native` without the
+ * libdeflate addon, or zstd on a Node.js without zstd in node:zlib and without zstd-napi.
+ * The message names the fix.
+ */
+export class EngineUnavailableError extends OciRootfsError {
+  override readonly code = 'ERR_ENGINE_UNAVAILABLE';
+  override readonly exitCode = ExitCode.other;
 }
 
 /** Turns whatever was thrown into an error with a code and exit code. */

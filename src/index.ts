@@ -76,7 +76,16 @@ export {
   type Superseded,
 } from './flatten/flatten.js';
 export { flattenTo$, type FlattenEvent, type FlattenToOptions, type RestartableOutput } from './pull/flatten-to.js';
-export { createCompressor, formatFromPath, type CompressorOptions, type OutputFormat } from './streams/compress.js';
+export {
+  COMPRESSOR_ENGINES,
+  compressionEngines,
+  createCompressor,
+  formatFromPath,
+  resolveGzipEngine,
+  type CompressorEngine,
+  type CompressorOptions,
+  type OutputFormat,
+} from './streams/compress.js';
 export { decompressor, type DecompressorKind } from './streams/decompress.js';
 export { verifyDigestStream, type DigestVerifierOptions } from './streams/digest-verifier.js';
 export { createByteMeter, type ByteMeterOptions } from './streams/byte-meter.js';
@@ -102,6 +111,7 @@ export {
   AbortError,
   AuthError,
   DigestMismatchError,
+  EngineUnavailableError,
   ExitCode,
   HardlinkTargetError,
   InvalidReferenceError,

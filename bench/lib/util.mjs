@@ -16,8 +16,9 @@ export function hasTool(name) {
 export const children = new Set();
 
 /**
- * Runs a command; resolves { code, seconds, stdout, stderr, rssKiB? }. With `timeV`, the
- * command runs under `/usr/bin/time -v -o FILE` and rssKiB is its "Maximum resident set size".
+ * Runs a command; resolves { code, seconds, stdout, stderr, rssKiB?, cpuSeconds? }. With
+ * `timeV`, the command runs under `/usr/bin/time -v -o FILE`: rssKiB is its "Maximum resident
+ * set size", cpuSeconds its user + system time.
  * `onStdout(chunk, secondsSinceStart)` receives stdout chunks instead of buffering them.
  */
 export function run(cmd, args, { timeV = false, timeFile, onStdout, env, cwd, stdin = 'ignore' } = {}) {
@@ -42,11 +43,17 @@ export function run(cmd, args, { timeV = false, timeFile, onStdout, env, cwd, st
       children.delete(child);
       const seconds = (performance.now() - started) / 1000;
       let rssKiB;
+      let cpuSeconds;
       if (timeV && existsSync(timeFile)) {
-        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(timeFile, 'utf8'));
+        const text = readFileSync(timeFile, 'utf8');
+        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(text);
         if (m) rssKiB = Number(m[1]);
+        // CPU time of every thread (libuv's pool included): far less sensitive to load than wall time.
+        const user = /User time \(seconds\): ([\d.]+)/.exec(text);
+        const sys = /System time \(seconds\): ([\d.]+)/.exec(text);
+        if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
       }
-      resolve({ code: code ?? (signal ? 128 : 1), signal, seconds, stdout: Buffer.concat(out).toString('utf8'), stderr: err, rssKiB });
+      resolve({ code: code ?? (signal ? 128 : 1), signal, seconds, stdout: Buffer.concat(out).toString('utf8'), stderr: err, rssKiB, cpuSeconds });
     });
   });
 }

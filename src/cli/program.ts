@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
+import { compressionEngines } from '../streams/compress.js';
 import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js';
 import { registerExistsCommand } from './exists-command.js';
 import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
@@ -39,6 +40,12 @@ Exit status:
   8 unsafe or malformed content, 130 interrupted
 `;
 
+/** `--version`: the package version on the first line, then the engines in use. */
+function versionText(): string {
+  const engines = compressionEngines();
+  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nnode: ${process.version}`;
+}
+
 /**
  * The command line as a commander program over `io`. It throws instead of exiting; use
  * {@link runCli} for the exit status.
@@ -46,7 +53,7 @@ Exit status:
 export function createProgram(io: CliIo): Command {
   const program = new Command('oci-rootfs')
     .description('Pull an OCI / Docker image from a registry into one flattened root filesystem tar.')
-    .version(packageVersion(), '-V, --version', 'print the version')
+    .option('-V, --version', 'print the version and the compression engines in use')
     .helpOption('-h, --help', 'print this help')
     .addHelpText('after', EXAMPLES_AND_EXIT_STATUSES)
     // Throw instead of exiting, and print nothing: main() prints one line and exits 2.
@@ -58,6 +65,12 @@ export function createProgram(io: CliIo): Command {
       writeErr: (text) => void io.stderr.write(text),
       outputError: () => {},
     });
+  // Not commander's .version(): that takes the text up front, and finding the engines
+  // loads the addons, which no other command should pay for at startup.
+  program.on('option:version', () => {
+    io.stdout.write(`${versionText()}\n`);
+    throw new CommanderError(ExitCode.ok, 'commander.version', '');
+  });
   registerPullCommand(program, io);
   registerUnpackCommand(program, io);
   registerInspectCommand(program, io);

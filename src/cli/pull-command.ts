@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AbortError, UsageError } from '../errors.js';
 import type { PullEvent, PullOptions, ResolvedEvent, ResolvedImage } from '../index.js';
+import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compress.js';
 import { reportWarning } from './errors.js';
 import { addRegistryOptions, parseSeconds, type RegistryCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
@@ -32,6 +33,7 @@ export interface PullCommandOptions extends RegistryCommandOptions {
   format?: 'tar' | 'gzip' | 'zstd';
   allowForeign?: boolean;
   level?: number;
+  gzipEngine?: CompressorEngine;
   retries?: number;
   /** Seconds. */
   maxWait?: number;
@@ -82,6 +84,12 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
+      new Option(
+        '--gzip-engine <engine>',
+        'gzip with native (libdeflate, the default where built), zlib (node:zlib) or pako; each gives its own bytes',
+      ).choices(COMPRESSOR_ENGINES),
+    )
+    .addOption(
       new Option('--progress <mode>', 'progress on stderr: auto (a display on a terminal, else none), tty, plain, json, none').choices(
         PROGRESS_MODES,
       ),
@@ -112,6 +120,9 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   if (options.level !== undefined && format === 'gzip' && options.level > 9) {
     throw new UsageError(`--level ${options.level} is out of range for gzip: expected 0 to 9`);
   }
+  if (options.gzipEngine !== undefined && format !== 'gzip') {
+    throw new UsageError(`--gzip-engine applies only to gzip output, not ${format}`);
+  }
   if (options.level === 0 && format === 'zstd') {
     throw new UsageError('--level 0 is out of range for zstd: expected 1 to 19');
   }
@@ -126,7 +137,14 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     reportWarning('--insecure: TLS certificates are not verified; the registry can be impersonated', io.stderr);
   }
 
-  const compressor = api.createCompressor(format, options.level === undefined ? {} : { level: options.level });
+  // Resolved here, not inside the compressor: the engine changes the bytes, so the record
+  // and the done event name it (and a pinned engine that is missing fails before any request).
+  const gzipEngine = format === 'gzip' ? api.resolveGzipEngine(options.gzipEngine) : undefined;
+  const compressorOptions = {
+    ...(options.level === undefined ? {} : { level: options.level }),
+    ...(gzipEngine === undefined ? {} : { engine: gzipEngine }),
+  };
+  const compressor = api.createCompressor(format, compressorOptions);
   let password: string | undefined;
   try {
     password = options.passwordStdin === true ? await readPassword(io.stdin) : options.password;
@@ -148,6 +166,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     format,
     level: format === 'tar' ? null : (options.level ?? DEFAULT_LEVEL[format]),
     expandSparse: options.expandSparse === true,
+    gzipEngine: gzipEngine ?? null,
   };
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
@@ -164,7 +183,8 @@ export async function runPull(reference: string, options: PullCommandOptions, io
 
     let resolved: ResolvedEvent | undefined;
     let image: ResolvedImage | undefined;
-    const onEvent = (event: PullEvent): void => {
+    const onEvent = (pulled: PullEvent): void => {
+      const event = pulled.type === 'done' && gzipEngine !== undefined ? { ...pulled, gzipEngine } : pulled;
       if (event.type === 'resolved') resolved = event;
       reporter.event(event);
     };
@@ -187,7 +207,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
       try {
         ({ bytes } = await pullToFile(reference, requestOptions, file, () => {
           hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
-          const stage = compressorUsed ? api.createCompressor(format, options.level === undefined ? {} : { level: options.level }) : compressor;
+          const stage = compressorUsed ? api.createCompressor(format, compressorOptions) : compressor;
           compressorUsed = true;
           return hasher === undefined ? [stage] : [stage, hasher];
         }));

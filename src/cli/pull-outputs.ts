@@ -44,6 +44,12 @@ export interface RecordedOptions {
   level: number | null;
   /** `--expand-sparse`; a record written before the option existed has none (false). */
   expandSparse?: boolean;
+  /**
+   * The gzip engine (`native`, `zlib`, `pako`) for gzip output, else null: each engine
+   * writes its own bytes of the same tar. Absent in records written before engines existed,
+   * which then never match a gzip output.
+   */
+  gzipEngine?: string | null;
 }
 
 /** The sidecar's content (version 1). */
@@ -88,7 +94,8 @@ export async function recordMatches(record: OutputRecord, output: string, option
     record.options.platform === options.platform &&
     record.options.format === options.format &&
     record.options.level === options.level &&
-    (record.options.expandSparse ?? false) === (options.expandSparse ?? false);
+    (record.options.expandSparse ?? false) === (options.expandSparse ?? false) &&
+    (record.options.gzipEngine ?? null) === (options.gzipEngine ?? null);
   if (!sameOptions) return false;
   try {
     return (await stat(output)).size === record.output.bytes;

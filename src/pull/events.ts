@@ -96,6 +96,12 @@ export interface DoneEvent {
   bytesOut: number;
   entries: number;
   seconds: number;
+  /**
+   * Set by `oci-rootfs pull` for gzip output: the engine that deflated it (`native` =
+   * libdeflate, `zlib` = node:zlib, `pako`). Each engine writes its own gzip bytes of the
+   * same tar. pullRootfs itself writes an uncompressed tar and leaves this out.
+   */
+  gzipEngine?: 'native' | 'zlib' | 'pako';
 }
 
 export type PullEvent =

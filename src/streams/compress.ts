@@ -1,26 +1,31 @@
 /**
  * The last byte stage of the pipeline: the flattened tar, compressed or not (DESIGN.md §5).
  *
- * Three gzip engines sit behind one factory: `parallel` (the default: independent 1 MiB
- * gzip members deflated by node:zlib on libuv's thread pool, so deflate, by far the costliest
- * stage, uses every core, DESIGN.md §8), `node` (one node:zlib stream on one core: a single
- * member, the smallest output) and `pako`, the pure-JS engine for runtimes without node:zlib
- * (about 2.8x slower than node:zlib). All give gzip whose headers carry no time and the same
- * OS byte everywhere, so the same tar gives the same bytes on every machine (§1); parallel
- * block boundaries depend on the input only.
+ * Three gzip engines sit behind one factory (DESIGN.md §8):
+ * - `native`, the default where it loads: libdeflate through our optional addon
+ *   (native/oci_deflate.c), independent 1 MiB gzip members deflated on libuv's thread
+ *   pool, every core busy; about half the CPU of node:zlib and a smaller output;
+ * - `zlib`, the fallback that always works: the same scheme with node:zlib;
+ * - `pako`, pure JS, one member on one core (about 2.5x slower than node:zlib), for
+ *   runtimes without node:zlib.
+ * All give gzip whose headers carry no time and the same OS byte everywhere, so the same
+ * tar gives the same bytes on every machine for one engine (§1); block boundaries depend on
+ * the input only. Different engines give different gzip bytes of the same tar.
  */
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
-import { createGzip } from 'node:zlib';
 import { Deflate } from 'pako';
-import { UsageError } from '../errors.js';
+import { EngineUnavailableError, UsageError } from '../errors.js';
+import { loadNativeDeflate, nativeDisabled, nativeLoadError, nativeMember, NATIVE_ENV } from './native-deflate.js';
 import { ParallelGzip } from './parallel-gzip.js';
-import { createZstdCompressor } from './zstd.js';
+import { createZstdCompressor, nodeHasZstd, zstdAvailable } from './zstd.js';
 
 /** What `-o` / `--format` can name. */
 export type OutputFormat = 'tar' | 'gzip' | 'zstd';
 
 /** Which deflate implementation compresses a gzip output. */
-export type CompressorEngine = 'parallel' | 'node' | 'pako';
+export type CompressorEngine = 'native' | 'zlib' | 'pako';
+
+export const COMPRESSOR_ENGINES: readonly CompressorEngine[] = ['native', 'zlib', 'pako'];
 
 export interface CompressorOptions {
   /**
@@ -29,15 +34,30 @@ export interface CompressorOptions {
    */
   level?: number;
   /**
-   * gzip only: `parallel` (default: node:zlib on every core, a multi-member gzip), `node`
-   * (one node:zlib stream, one core, one member) or `pako` (pure JS, for runtimes without
-   * node:zlib).
-   * zstd takes node:zlib where the running Node has zstd, else the zstd-napi binding.
+   * gzip only: `native` (libdeflate, the default where the addon loads), `zlib` (node:zlib,
+   * the default elsewhere) or `pako` (pure JS). Asking for `native` where the addon is not
+   * there is an {@link EngineUnavailableError}. zstd takes node:zlib where the running Node
+   * has zstd, else the zstd-napi binding.
    */
   engine?: CompressorEngine;
 }
 
 const DEFAULT_LEVEL = 6;
+
+/**
+ * The gzip engine {@link createCompressor} uses for `requested`: `native` when the addon
+ * loads (and `OCI_ROOTFS_NATIVE` is not `0`), else `zlib`. A requested engine is returned
+ * as it is; `native` that cannot load is an {@link EngineUnavailableError}.
+ */
+export function resolveGzipEngine(requested?: CompressorEngine): CompressorEngine {
+  if (requested === 'zlib' || requested === 'pako') return requested;
+  if (loadNativeDeflate() !== undefined) return 'native';
+  if (requested === undefined) return 'zlib';
+  const why = nativeDisabled()
+    ? `${NATIVE_ENV}=${process.env[NATIVE_ENV] ?? ''} turns it off`
+    : `the libdeflate addon is not built or does not load (${describe(nativeLoadError())}); it is built at npm install on Linux with a C compiler and libdeflate-dev`;
+  throw new EngineUnavailableError(`gzip engine native is not available: ${why}; use --gzip-engine zlib`);
+}
 
 /**
  * A Transform from tar bytes to the output format's bytes. `tar` is a PassThrough so the
@@ -52,20 +72,37 @@ export function createCompressor(format: OutputFormat, options: CompressorOption
   switch (format) {
     case 'tar':
       return new PassThrough();
-    case 'gzip': {
-      const level = checkLevel(options.level ?? DEFAULT_LEVEL);
-      switch (options.engine ?? 'parallel') {
-        case 'pako':
-          return new PakoGzip(level);
-        case 'node':
-          return createNodeGzip(level);
-        default:
-          return new ParallelGzip({ level });
-      }
-    }
+    case 'gzip':
+      return createGzipCompressor(checkLevel(options.level ?? DEFAULT_LEVEL), resolveGzipEngine(options.engine));
     case 'zstd':
       return createZstdCompressor(options.level === undefined ? {} : { level: options.level });
   }
+}
+
+/**
+ * What this runtime compresses with by default, as `oci-rootfs --version` prints it: gzip
+ * `libdeflate <version>` or `node:zlib` (with the reason the addon is not used), zstd
+ * `node:zlib`, `zstd-napi` or `none`.
+ */
+export function compressionEngines(): { gzip: string; zstd: string } {
+  const addon = loadNativeDeflate();
+  const gzip =
+    addon !== undefined
+      ? `libdeflate ${addon.libdeflateVersion}`
+      : `node:zlib (${nativeDisabled() ? `${NATIVE_ENV}=${process.env[NATIVE_ENV] ?? ''}` : 'no libdeflate addon'})`;
+  const zstd = nodeHasZstd() ? 'node:zlib' : zstdAvailable() ? 'zstd-napi' : 'none (needs Node.js >= 22.15 or zstd-napi)';
+  return { gzip, zstd };
+}
+
+function createGzipCompressor(level: number, engine: CompressorEngine): Transform {
+  if (engine === 'pako') return new PakoGzip(level);
+  const addon = engine === 'native' ? loadNativeDeflate() : undefined;
+  return new ParallelGzip(addon === undefined ? { level } : { level, deflateMember: nativeMember(addon) });
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message.split('\n')[0] ?? error.message;
+  return 'not loaded';
 }
 
 /**
@@ -121,23 +158,6 @@ export function gzipHeaderNormaliser(): (chunk: Uint8Array) => void {
     }
     offset += chunk.length;
   };
-}
-
-/**
- * node:zlib's Gzip with a normalised header. zlib hands every output chunk to its own
- * `push()`; wrapping that one method on the instance fixes the header without a second
- * Transform (and a second buffer and backpressure hop) behind it. Each chunk is a fresh
- * slice zlib never writes again, so patching it in place is safe.
- */
-function createNodeGzip(level: number): Transform {
-  const gzip = createGzip({ level });
-  const normalise = gzipHeaderNormaliser();
-  const push = gzip.push.bind(gzip);
-  gzip.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-    if (chunk instanceof Uint8Array) normalise(chunk);
-    return push(chunk, encoding);
-  };
-  return gzip;
 }
 
 /**

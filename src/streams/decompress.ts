@@ -7,9 +7,10 @@
  * else is an integrity error", so {@link StrictGunzip} watches how much input zlib consumed
  * (`bytesWritten`) and checks every byte after the last member itself.
  */
-import { Duplex, PassThrough } from 'node:stream';
+import { type Duplex, PassThrough } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { MalformedArchiveError } from '../errors.js';
+import { StrictInflater } from './strict-inflater.js';
 import { createZstdDecompressor } from './zstd.js';
 
 export type DecompressorKind = 'gzip' | 'zstd' | 'none';
@@ -27,94 +28,22 @@ export function decompressor(kind: DecompressorKind): Duplex {
 }
 
 /** Gunzip that refuses truncation and any non-zero byte after the last member. */
-export class StrictGunzip extends Duplex {
-  // 256 KiB output chunks: at the 16 KiB default, node:zlib inflates no faster than `gzip -dc`.
-  private readonly inner: zlib.Gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
-  /** Input bytes handed to zlib so far. */
-  private fed = 0;
-  /** The last member has ended: only zero padding may follow. */
-  private inTrailer = false;
-  private innerEnded = false;
-  private innerError: Error | undefined;
-
+export class StrictGunzip extends StrictInflater<zlib.Gunzip> {
   constructor() {
-    super();
-    this.inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) this.inner.pause();
-    });
-    this.inner.on('end', () => {
-      this.innerEnded = true;
-      this.push(null);
-    });
-    this.inner.on('error', (error) => {
-      this.innerError = malformed(error);
-      this.destroy(this.innerError);
-    });
+    // 256 KiB output chunks: at the 16 KiB default, node:zlib inflates no faster than `gzip -dc`.
+    super(zlib.createGunzip({ chunkSize: 256 * 1024 }));
   }
 
-  override _read(): void {
-    this.inner.resume();
+  /** Zero padding after the last member is tolerated (DESIGN §3), nothing else. */
+  protected override checkTrailer(bytes: Buffer): MalformedArchiveError | null {
+    return bytes.every((byte) => byte === 0)
+      ? null
+      : new MalformedArchiveError('gzip stream: unexpected data after the last member (only zero padding is allowed)');
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.inTrailer) {
-      callback(checkPadding(chunk));
-      return;
-    }
-    this.fed += chunk.length;
-    this.inner.write(chunk, (error) => {
-      if (error !== undefined && error !== null) {
-        callback(malformed(error));
-        return;
-      }
-      // zlib stops consuming input only where the last member ended.
-      const unconsumed = Math.min(chunk.length, this.fed - this.inner.bytesWritten);
-      if (unconsumed > 0) {
-        this.inTrailer = true;
-        const problem = checkPadding(chunk.subarray(chunk.length - unconsumed));
-        if (problem !== null) {
-          callback(problem);
-          return;
-        }
-        this.inner.end();
-      }
-      callback();
-    });
+  protected override malformed(error: Error): MalformedArchiveError {
+    return malformed(error);
   }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (this.innerError !== undefined) {
-      callback(this.innerError);
-      return;
-    }
-    if (this.innerEnded) {
-      callback();
-      return;
-    }
-    const onEnd = (): void => {
-      this.inner.off('error', onError);
-      callback();
-    };
-    const onError = (error: Error): void => {
-      this.inner.off('end', onEnd);
-      callback(malformed(error));
-    };
-    this.inner.once('end', onEnd);
-    this.inner.once('error', onError);
-    if (!this.inTrailer) this.inner.end();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.inner.destroy();
-    callback(error);
-  }
-}
-
-function checkPadding(bytes: Buffer): MalformedArchiveError | null {
-  const bad = bytes.findIndex((byte) => byte !== 0);
-  return bad === -1
-    ? null
-    : new MalformedArchiveError('gzip stream: unexpected data after the last member (only zero padding is allowed)');
 }
 
 function malformed(error: Error): MalformedArchiveError {

@@ -3,9 +3,10 @@
  *
  * Two engines sit behind the same two factories: node:zlib, where the running Node has zstd
  * (`zlib.createZstdDecompress`, Node >= 22.15 / 23.8), and otherwise the `zstd-napi`
- * binding (libzstd built from source at install time). The binding is loaded lazily, the
- * first time a zstd stream is asked for, so a gzip-only pull never needs it and a missing
- * or unbuilt binding is a clear error instead of a failed import.
+ * binding, an optional dependency (a prebuilt binary, or libzstd built at install time). The
+ * binding is loaded lazily, the first time a zstd stream is asked for, so a gzip-only pull
+ * never needs it, and a missing or unbuilt binding is an {@link EngineUnavailableError}
+ * naming the fix instead of a failed import.
  *
  * The decompressor is strict, as {@link StrictGunzip} is for gzip: a stream that ends inside
  * a frame, holds no frame at all, or has bytes after the last frame that are not another
@@ -20,8 +21,8 @@
 import { createRequire } from 'node:module';
 import { Duplex, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import type * as ZstdBinding from 'zstd-napi/binding.js';
-import { MalformedArchiveError, UsageError } from '../errors.js';
+import { EngineUnavailableError, MalformedArchiveError, UsageError } from '../errors.js';
+import { StrictInflater, type ZlibTransform } from './strict-inflater.js';
 
 /** Which zstd implementation: node:zlib or the `zstd-napi` binding. */
 export type ZstdEngine = 'node' | 'napi';
@@ -39,7 +40,7 @@ export interface ZstdCompressorOptions extends ZstdOptions {
 export const ZSTD_DEFAULT_LEVEL = 3;
 export const ZSTD_MAX_LEVEL = 19;
 
-type ZlibZstdFactory = (options?: { params?: Record<number, number> }) => Transform;
+type ZlibZstdFactory = (options?: { params?: Record<number, number> }) => ZlibTransform;
 
 interface ZlibWithZstd {
   createZstdDecompress?: ZlibZstdFactory;
@@ -58,17 +59,44 @@ export function defaultZstdEngine(): ZstdEngine {
   return nodeHasZstd() ? 'node' : 'napi';
 }
 
-let binding: typeof ZstdBinding | undefined;
+/**
+ * The part of `zstd-napi/binding.js` we use, declared here rather than imported: zstd-napi
+ * is an optional dependency, and a missing one must not break the build.
+ */
+declare namespace ZstdBinding {
+  /** [ZSTD return value, bytes produced, bytes consumed] */
+  type StreamResult = [number, number, number];
+  type EndDirective = number;
+  interface DCtx {
+    decompressStream(dstBuf: Uint8Array, srcBuf: Uint8Array): StreamResult;
+  }
+  interface CCtx {
+    setParameter(param: number, value: number): void;
+    compressStream2(dstBuf: Uint8Array, srcBuf: Uint8Array, endOp: EndDirective): StreamResult;
+  }
+}
 
-/** Loads the `zstd-napi` binding once; a clear error when it is not there. */
-function loadBinding(): typeof ZstdBinding {
+interface ZstdNapi {
+  DCtx: new () => ZstdBinding.DCtx;
+  CCtx: new () => ZstdBinding.CCtx;
+  CParameter: { compressionLevel: number; checksumFlag: number };
+  EndDirective: { continue: number; end: number };
+  dStreamOutSize(): number;
+  cStreamOutSize(): number;
+}
+
+let binding: ZstdNapi | undefined;
+
+/** Loads the `zstd-napi` binding once; a clear error naming the fix when it is not there. */
+function loadBinding(): ZstdNapi {
   if (binding !== undefined) return binding;
   try {
-    binding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding;
+    binding = createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdNapi;
   } catch (error) {
-    throw new UsageError(
-      `zstd needs Node.js with zstd in node:zlib (>= 22.15; this is ${process.version}) or the zstd-napi package ` +
-        `built for this platform (npm install zstd-napi; it compiles libzstd with node-gyp)`,
+    throw new EngineUnavailableError(
+      `zstd needs Node.js >= 22.15 (zstd in node:zlib; this is ${process.version}) or the optional zstd-napi ` +
+        `package built for this platform: upgrade Node.js, or npm install zstd-napi (it needs a C++ compiler ` +
+        `where no prebuilt binary exists)`,
       { cause: error },
     );
   }
@@ -91,8 +119,8 @@ export function createZstdDecompressor(options: ZstdOptions = {}): Duplex {
   const engine = options.engine ?? defaultZstdEngine();
   if (engine === 'node') {
     const factory = zlibZstd.createZstdDecompress;
-    if (factory === undefined) throw new UsageError(`node:zlib has no zstd in Node.js ${process.version}`);
-    return new ErrorMappingDuplex(factory());
+    if (factory === undefined) throw new EngineUnavailableError(`node:zlib has no zstd in Node.js ${process.version}: use Node.js >= 22.15`);
+    return new NodeZstdDecompressor(factory());
   }
   return new NapiZstdDecompressor(loadBinding());
 }
@@ -107,14 +135,14 @@ export function createZstdCompressor(options: ZstdCompressorOptions = {}): Trans
   const engine = options.engine ?? defaultZstdEngine();
   if (engine === 'node') {
     const factory = zlibZstd.createZstdCompress;
-    if (factory === undefined) throw new UsageError(`node:zlib has no zstd in Node.js ${process.version}`);
+    if (factory === undefined) throw new EngineUnavailableError(`node:zlib has no zstd in Node.js ${process.version}: use Node.js >= 22.15`);
     const constants = zlib.constants as unknown as Record<string, number | undefined>;
     const params: Record<number, number> = {};
     const levelParam = constants['ZSTD_c_compressionLevel'];
     const checksumParam = constants['ZSTD_c_checksumFlag'];
     if (levelParam !== undefined) params[levelParam] = level;
     if (checksumParam !== undefined) params[checksumParam] = 1;
-    return factory({ params });
+    return new NodeZstdCompressor(factory({ params }));
   }
   return new NapiZstdCompressor(loadBinding(), level);
 }
@@ -141,7 +169,7 @@ class NapiZstdDecompressor extends Duplex {
   private frames = 0;
   private consumedTotal = 0;
 
-  constructor(zstd: typeof ZstdBinding) {
+  constructor(zstd: ZstdNapi) {
     super();
     this.dctx = new zstd.DCtx();
     this.outSize = zstd.dStreamOutSize();
@@ -238,10 +266,10 @@ class NapiZstdDecompressor extends Duplex {
 /** `ZSTD_compressStream2` driven by hand: one frame, level and checksum set, one thread. */
 class NapiZstdCompressor extends Transform {
   private readonly cctx: ZstdBinding.CCtx;
-  private readonly zstd: typeof ZstdBinding;
+  private readonly zstd: ZstdNapi;
   private readonly outSize: number;
 
-  constructor(zstd: typeof ZstdBinding, level: number) {
+  constructor(zstd: ZstdNapi, level: number) {
     super();
     this.zstd = zstd;
     this.cctx = new zstd.CCtx();
@@ -278,63 +306,58 @@ class NapiZstdCompressor extends Transform {
 }
 
 /**
- * node:zlib's zstd decompressor with its errors as {@link MalformedArchiveError}, and
- * backpressure passed through as in {@link StrictGunzip}. node:zlib decides truncation and
- * trailing data itself here; a stream it accepts that is not the layer fails the diffID.
+ * node:zlib's zstd compressor with every input chunk compressed as `ZSTD_e_continue` and the
+ * frame ended by an empty `ZSTD_e_end`. Used directly, node:zlib ends the frame with the
+ * last chunk when `end()` came before that chunk was processed, and a frame whose whole
+ * input came in that one call is compressed as one known-size block (other parameters, a
+ * content size in the header): other bytes for the same input, depending on chunking and
+ * timing. Fed this way, zstd's output depends on the input only.
  */
-class ErrorMappingDuplex extends Duplex {
-  private innerEnded = false;
-  private innerError: Error | undefined;
-
-  constructor(private readonly inner: Transform) {
+class NodeZstdCompressor extends Transform {
+  constructor(private readonly inner: ZlibTransform) {
     super();
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => {
-      this.innerEnded = true;
-      this.push(null);
-    });
-    inner.on('error', (error: Error) => {
-      this.innerError = new MalformedArchiveError(`corrupt zstd stream: ${error.message}`, { cause: error });
-      this.destroy(this.innerError);
-    });
+    inner.on('data', (chunk: Buffer) => this.push(chunk));
+    inner.on('error', (error: Error) => this.destroy(wrapCompressError(error)));
   }
 
-  override _read(): void {
-    this.inner.resume();
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    // The write callback comes once zlib consumed the chunk; our own push() backpressure
+    // then holds the next chunk (Transform keeps the callback while our reader is full).
+    this.inner.write(chunk, (error) => callback(error === undefined || error === null ? null : wrapCompressError(error)));
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.inner.write(chunk, (error) => {
-      callback(error === undefined || error === null ? null : (this.innerError ?? error));
-    });
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (this.innerError !== undefined) {
-      callback(this.innerError);
-      return;
-    }
-    if (this.innerEnded) {
-      callback();
-      return;
-    }
-    const onEnd = (): void => {
-      this.inner.off('error', onError);
-      callback();
-    };
-    const onError = (): void => {
-      this.inner.off('end', onEnd);
-      callback(this.innerError);
-    };
-    this.inner.once('end', onEnd);
-    this.inner.once('error', onError);
+  override _flush(callback: TransformCallback): void {
+    this.inner.once('end', () => callback());
     this.inner.end();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.inner.destroy();
     callback(error);
+  }
+}
+
+function wrapCompressError(error: unknown): Error {
+  return new Error(`zstd compression failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
+
+/**
+ * node:zlib's zstd decompressor, strict as {@link StrictGunzip} is (both are a
+ * {@link StrictInflater}): its errors become {@link MalformedArchiveError}, and since
+ * node:zlib stops quietly at bytes after the last frame that are not another frame, any
+ * such byte is refused here, zeros included (as the binding engine and `zstd -d` do).
+ */
+class NodeZstdDecompressor extends StrictInflater {
+  constructor(inner: ZlibTransform) {
+    super(inner);
+  }
+
+  protected override checkTrailer(_bytes: Buffer, offset: number): MalformedArchiveError {
+    return new MalformedArchiveError(`zstd stream: unexpected data after the last frame at byte ${offset}`);
+  }
+
+  protected override malformed(error: Error): MalformedArchiveError {
+    if (error instanceof MalformedArchiveError) return error;
+    return new MalformedArchiveError(`corrupt zstd stream: ${error.message}`, { cause: error });
   }
 }

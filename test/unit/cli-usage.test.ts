@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { writeToStdout } from '../../src/streams/output-file.js';
@@ -33,10 +34,10 @@ async function run(args: string[]): Promise<Run> {
 }
 
 /** The built binary as a shell runs it (`npm test` builds it first). */
-function spawned(args: string[]): Promise<Run> {
+function spawned(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
   if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first (\`npm test\` does)`);
   return new Promise((resolve) => {
-    execFile(process.execPath, [main, ...args], { cwd: root, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [main, ...args], { cwd: root, env, timeout: 30_000 }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
       resolve({ code, stdout, stderr });
     });
@@ -74,6 +75,7 @@ describe('oci-rootfs CLI usage', () => {
       '--password-stdin',
       '--plain-http',
       '--level <n>',
+      '--gzip-engine <engine>',
       '--debug',
     ]) {
       expect(result.stdout).toContain(option);
@@ -81,10 +83,39 @@ describe('oci-rootfs CLI usage', () => {
     expect(result.stdout).toContain('oci-rootfs pull alpine:3.20 -o alpine.tar.gz');
   });
 
-  it('prints the package version with --version', async () => {
+  it('prints the package version and the compression engines in use with --version', async () => {
     const result = await run(['--version']);
     expect(result.code).toBe(0);
-    expect(result.stdout.trim()).toBe(version);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe(version);
+    expect(lines[1]).toMatch(process.env['OCI_ROOTFS_NATIVE'] === '0' ? /^gzip: node:zlib / : /^gzip: libdeflate 1\.\d+$/);
+    // Node >= 22.15 has zstd in node:zlib; before, the optional zstd-napi binding (installed in CI).
+    expect(lines[2]).toBe(`zstd: ${typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function' ? 'node:zlib' : 'zstd-napi'}`);
+    expect(lines[3]).toBe(`node: ${process.version}`);
+    expect(lines).toHaveLength(4);
+  });
+
+  it('says gzip falls back to node:zlib when OCI_ROOTFS_NATIVE=0 turns the addon off', async () => {
+    const result = await spawned(['-V'], { ...process.env, OCI_ROOTFS_NATIVE: '0' });
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n')[1]).toBe('gzip: node:zlib (OCI_ROOTFS_NATIVE=0)');
+  });
+
+  it('checks --gzip-engine before any network traffic', async () => {
+    expectUsageError(await run(['pull', 'alpine', '-o', 'x.tgz', '--gzip-engine', 'igzip']), /--gzip-engine.*'igzip' is invalid/);
+    expectUsageError(await run(['pull', 'alpine', '-o', 'x.tar', '--gzip-engine', 'zlib']), /--gzip-engine applies only to gzip output, not tar/);
+    expectUsageError(await run(['pull', 'alpine', '--format', 'zstd', '--gzip-engine', 'pako']), /only to gzip output, not zstd/);
+  });
+
+  it('refuses a pinned native engine that is turned off, with ERR_ENGINE_UNAVAILABLE, before any request', async () => {
+    // Port 9 (discard) on loopback: were a request made, the error would be a network one.
+    const result = await spawned(['pull', '--plain-http', '127.0.0.1:9/x', '-o', 'x.tgz', '--gzip-engine', 'native'], {
+      ...process.env,
+      OCI_ROOTFS_NATIVE: '0',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^oci-rootfs: gzip engine native is not available: OCI_ROOTFS_NATIVE=0 turns it off; use --gzip-engine zlib/);
   });
 
   it('rejects an unknown --format with status 2 and one line', async () => {
@@ -128,7 +159,7 @@ describe('oci-rootfs CLI usage', () => {
   it('gives the shell the same statuses from the built binary: 0 for --version, 2 for a usage error', async () => {
     const ok = await spawned(['--version']);
     expect(ok).toMatchObject({ code: 0, stderr: '' });
-    expect(ok.stdout.trim()).toBe(version);
+    expect(ok.stdout.split('\n')[0]).toBe(version);
     expectUsageError(await spawned(['pull', 'alpine', '--bogus']), /unknown option '--bogus'/);
   });
 });

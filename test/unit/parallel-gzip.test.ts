@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { createParallelGzip } from '../../src/streams/parallel-gzip.js';
+import { availableParallelism } from 'node:os';
+import { createParallelGzip, defaultConcurrency } from '../../src/streams/parallel-gzip.js';
 
 async function compress(input: Buffer, options: Parameters<typeof createParallelGzip>[0], chunk = 7919): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -66,5 +67,15 @@ describe('parallel gzip', () => {
     const best = await compress(input, { level: 9 });
     expect(best.length).toBeLessThan(fast.length);
     expect(gunzipSync(best).equals(input)).toBe(true);
+  });
+});
+
+describe('parallel gzip concurrency', () => {
+  it('keeps one member per core in flight, no more than libuv has pool threads, plus one queued', () => {
+    const cores = availableParallelism();
+    expect(defaultConcurrency({})).toBe(Math.min(cores, 4) + 1);
+    expect(defaultConcurrency({ UV_THREADPOOL_SIZE: '1' })).toBe(2);
+    expect(defaultConcurrency({ UV_THREADPOOL_SIZE: '128' })).toBe(cores + 1);
+    expect(defaultConcurrency({ UV_THREADPOOL_SIZE: 'many' })).toBe(Math.min(cores, 4) + 1);
   });
 });

@@ -9,8 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { MalformedArchiveError, UsageError } from '../../src/errors.js';
+import { createRequire } from 'node:module';
+import { describe, expect, it, vi } from 'vitest';
+import { EngineUnavailableError, MalformedArchiveError, UsageError } from '../../src/errors.js';
 import { createCompressor } from '../../src/streams/compress.js';
 import { decompressor } from '../../src/streams/decompress.js';
 import {
@@ -23,7 +24,7 @@ import {
 const zstdCli = (args: string[], input: Buffer): Buffer =>
   execFileSync('zstd', args, { input, maxBuffer: 512 * 1024 * 1024 });
 
-/** Engines to test: the binding always (it is a dependency), node:zlib where this Node has it. */
+/** Engines to test: the binding always (an optional dependency CI installs), node:zlib where this Node has it. */
 const ENGINES: ZstdEngine[] = nodeHasZstd() ? ['napi', 'node'] : ['napi'];
 
 async function inflate(chunks: Buffer[], engine?: ZstdEngine): Promise<Buffer> {
@@ -184,4 +185,42 @@ describe('createCompressor("zstd")', () => {
       expect(() => createCompressor('zstd', { level })).toThrow(UsageError);
     }
   });
+});
+
+describe('zstd where no engine is installed', () => {
+  it('names the fix with ERR_ENGINE_UNAVAILABLE when the zstd-napi binding cannot be loaded', async () => {
+    // A fresh copy of zstd.ts (its binding cache empty), with `zstd-napi` made unloadable:
+    // Module._load is where every require() goes, whatever was resolved and cached before.
+    vi.resetModules();
+    const fresh = await import('../../src/streams/zstd.js');
+    const Module = createRequire(import.meta.url)('node:module') as { _load: (request: string, ...rest: unknown[]) => unknown };
+    const load = Module._load;
+    Module._load = function (this: unknown, request: string, ...rest: unknown[]) {
+      if (request.startsWith('zstd-napi')) throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+      return load.call(this, request, ...rest);
+    };
+    try {
+      for (const make of [() => fresh.createZstdDecompressor({ engine: 'napi' }), () => fresh.createZstdCompressor({ engine: 'napi' })]) {
+        let error: unknown;
+        try {
+          make();
+        } catch (thrown) {
+          error = thrown;
+        }
+        expect(error).toBeInstanceOf(Error);
+        expect(error).toMatchObject({ code: 'ERR_ENGINE_UNAVAILABLE', exitCode: 1 });
+        expect((error as Error).message).toMatch(/Node\.js >= 22\.15 .*npm install zstd-napi/);
+      }
+      expect(fresh.zstdAvailable()).toBe(nodeHasZstd());
+    } finally {
+      Module._load = load;
+    }
+  });
+
+  if (!nodeHasZstd()) {
+    it('refuses the node:zlib engine on a Node.js without it, naming the version that has it', () => {
+      expect(() => createZstdDecompressor({ engine: 'node' })).toThrow(EngineUnavailableError);
+      expect(() => createZstdCompressor({ engine: 'node' })).toThrow(/use Node\.js >= 22\.15/);
+    });
+  }
 });

@@ -1,0 +1,107 @@
+/**
+ * The shared shape of our layer decompressors that wrap a node:zlib stream (gunzip, and
+ * zstd where node:zlib has it): one Duplex in front of the zlib Transform, so that every
+ * failure leaves as a {@link MalformedArchiveError}, backpressure passes through, and the
+ * end of the input is checked the same way for both formats.
+ *
+ * What node:zlib does after the last gzip member or zstd frame depends on chunk
+ * boundaries: it stops consuming input there and may end quietly, dropping the rest. So
+ * the bytes it did not consume (`bytesWritten` counts what it did) are handed to
+ * {@link StrictInflater.checkTrailer}, which decides per format: gzip tolerates zero
+ * padding, zstd nothing.
+ */
+import { Duplex, type Transform } from 'node:stream';
+import type { MalformedArchiveError } from '../errors.js';
+
+/** A node:zlib stream: a Transform that counts the input it consumed. */
+export type ZlibTransform = Transform & { readonly bytesWritten: number };
+
+export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform> extends Duplex {
+  /** The inner stream has ended: its output is complete. */
+  private innerEnded = false;
+  /** The first failure of the inner stream, already mapped. */
+  protected innerError: MalformedArchiveError | undefined;
+  /** Input bytes handed to zlib so far. */
+  private fed = 0;
+  /** The last member or frame has ended: what follows goes to checkTrailer() only. */
+  private inTrailer = false;
+
+  protected constructor(protected readonly inner: Inner) {
+    super();
+    inner.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) inner.pause();
+    });
+    inner.on('end', () => {
+      this.innerEnded = true;
+      this.push(null);
+    });
+    inner.on('error', (error: Error) => {
+      this.innerError ??= this.malformed(error);
+      this.destroy(this.innerError);
+    });
+  }
+
+  /** The inner stream's error (or a truncation) as the error this stream fails with. */
+  protected abstract malformed(error: Error): MalformedArchiveError;
+
+  /** Bytes after the last member or frame: null when the format tolerates them. */
+  protected abstract checkTrailer(bytes: Buffer, offset: number): MalformedArchiveError | null;
+
+  override _read(): void {
+    this.inner.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.inTrailer) {
+      callback(this.checkTrailer(chunk, this.fed));
+      this.fed += chunk.length;
+      return;
+    }
+    this.fed += chunk.length;
+    this.inner.write(chunk, (error) => {
+      if (error !== undefined && error !== null) {
+        callback(this.innerError ?? this.malformed(error));
+        return;
+      }
+      // zlib stops consuming input only where the last member or frame ended.
+      const unconsumed = Math.min(chunk.length, this.fed - this.inner.bytesWritten);
+      if (unconsumed === 0) {
+        callback();
+        return;
+      }
+      this.inTrailer = true;
+      const problem = this.checkTrailer(chunk.subarray(chunk.length - unconsumed), this.fed - unconsumed);
+      if (problem === null) this.inner.end();
+      callback(problem);
+    });
+  }
+
+  /** The input ended: succeed once the inner stream has flushed every byte, or fail as it did. */
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.innerError !== undefined) {
+      callback(this.innerError);
+      return;
+    }
+    if (this.innerEnded) {
+      callback();
+      return;
+    }
+    const onEnd = (): void => {
+      this.inner.off('error', onError);
+      callback();
+    };
+    const onError = (error: Error): void => {
+      this.inner.off('end', onEnd);
+      callback(this.innerError ?? this.malformed(error));
+    };
+    this.inner.once('end', onEnd);
+    this.inner.once('error', onError);
+    // In the trailer zlib was ended already (see `_write`).
+    if (!this.inTrailer) this.inner.end();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.inner.destroy();
+    callback(error);
+  }
+}
