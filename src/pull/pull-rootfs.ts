@@ -10,6 +10,7 @@ import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions, type RestartableOutput } from './flatten-to.js';
 import { layerSources, type LayerSourceOptions } from '../stores/layer-sources.js';
 import type { PullOptions } from './pull-options.js';
+import { passThrough, passthroughLayer, type PassthroughOutput } from './passthrough.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
   /**
@@ -25,6 +26,12 @@ export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
    * is fetched: what `--config-out` writes, with no second request for the config.
    */
   onResolved?: (image: ResolvedImage) => void;
+  /**
+   * Pass a single gzip layer through as its own bytes when `output` can take them (a
+   * {@link PassthroughOutput}: a gzip file) and nothing in it would be changed by flattening
+   * (default true; `--no-passthrough`). The `done` event's `path` says what ran.
+   */
+  passthrough?: boolean;
 }
 
 const FINISHED = Symbol('finished');
@@ -77,12 +84,17 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
     const pull$ = resolveImage$(store, options).pipe(
       map((image) => {
         options.onResolved?.(image);
-        return { resolved: resolvedEvent(reference, image), layers: layerSources(store, image.layers, counters) };
+        return {
+          resolved: resolvedEvent(reference, image),
+          layers: layerSources(store, image.layers, counters),
+          passthrough: passthroughLayer(image.layers, options.output, options),
+        };
       }),
-      switchMap(({ resolved, layers }) => {
+      switchMap(({ resolved, layers, passthrough }) => {
         let bytesOut = 0;
         let entries = 0;
-        const flatten$ = flattenTo$(layers, options.output, options).pipe(
+        let path: 'passthrough' | 'flatten' = 'flatten';
+        const flatten$ = (output: Writable | RestartableOutput): Observable<PullEvent> => flattenTo$(layers, output, options).pipe(
           mergeMap((event): PullEvent[] => {
             if (event.type === 'end') {
               bytesOut = event.bytesOut;
@@ -118,9 +130,35 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
             bytesOut,
             entries,
             seconds: (Date.now() - started) / 1000,
+            path,
           }),
         );
-        return concat(of(resolved), flatten$, done$);
+        if (passthrough === undefined) return concat(of(resolved), flatten$(options.output), done$);
+        const output = options.output as PassthroughOutput;
+        const layer = resolved.layers[0]!;
+        const tried$ = passThrough$(store, passthrough, output, counters).pipe(
+          mergeMap((outcome): Observable<PullEvent> => {
+            if (outcome.passed) {
+              path = 'passthrough';
+              bytesOut = outcome.tarBytes;
+              entries = outcome.entries;
+              const done: PullEvent = {
+                type: 'layer-done',
+                index: 0,
+                bytesIn: bytesInByLayer.get(0) ?? 0,
+                bytesOut: outcome.tarBytes,
+                entriesWritten: outcome.entries,
+                entriesSkipped: 0,
+              };
+              return of(done);
+            }
+            const retry: PullEvent = { type: 'retry', what: 'output', attempt: 1, reason: outcome.reason, delayMs: 0 };
+            // Attempt 0 was the pass-through's: the flatten's attempts come after it.
+            return concat(of(retry), flatten$({ open: (attempt: number) => output.open(attempt + 1) }));
+          }),
+        );
+        const start: PullEvent = { type: 'layer-start', index: 0, digest: layer.digest, size: layer.size };
+        return concat(of(resolved, start), tried$, done$);
       }),
     );
     return merge(pull$.pipe(endWith(FINISHED)), network$, abortError$(options.signal)).pipe(
@@ -130,6 +168,26 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
         close();
       }),
     );
+  });
+}
+
+/** {@link passThrough} as a cold Observable: unsubscribing aborts it. */
+function passThrough$(
+  store: ImageStore,
+  layer: Parameters<typeof passThrough>[1],
+  output: PassthroughOutput,
+  counters: LayerSourceOptions,
+): Observable<Awaited<ReturnType<typeof passThrough>>> {
+  return new Observable((subscriber) => {
+    const controller = new AbortController();
+    passThrough(store, layer, output, { signal: controller.signal, counters }).then(
+      (outcome) => {
+        subscriber.next(outcome);
+        subscriber.complete();
+      },
+      (error: unknown) => subscriber.error(error),
+    );
+    return () => controller.abort();
   });
 }
 
