@@ -181,6 +181,7 @@ async function measureEndToEnd(image, ref, dir) {
   const done = gzRuns[0]?.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((e) => e.type === 'done');
   res.gzip.engine = done?.gzipEngine;
   rmSync(outGz, { force: true });
+  if (image.layers.length === 1) await measurePassthrough(image, ref, outGz, rootfsBytes, res);
 
   log('  e2e: pull --format zstd');
   const outZst = join(dir, 'ours.tar.zst');
@@ -201,6 +202,36 @@ async function measureEndToEnd(image, ref, dir) {
   res.stdout = summarize(stdoutRuns, rootfsBytes);
   res.stdout.bytes = stdoutRuns[0].bytes;
   return { res, outTar };
+}
+
+/**
+ * A single gzip layer to .tar.gz: the pass-through (the default: the blob is written as it
+ * is when nothing would change), the flattened path (--no-passthrough), and the blob's own
+ * download (curl to /dev/null), interleaved. Target: pass-through ≤ 1.5× the download.
+ */
+async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
+  log('  e2e: single layer: pass-through vs --no-passthrough vs the blob download');
+  const [host, ...rest] = ref.split('/');
+  const repo = rest.join('/').replace(/:[^:]+$/, '');
+  const blobUrl = `http://${host}/v2/${repo}/blobs/${image.layers[0].digest}`;
+  const timeFile = join(tempRoot, 'time.txt');
+  const through = [];
+  const flattened = [];
+  const download = [];
+  let passed = false;
+  for (let i = 0; i < config.runs; i++) {
+    download.push(await run('curl', ['-sf', '-o', '/dev/null', blobUrl], { timeV: true, timeFile }));
+    rmSync(outGz, { force: true });
+    const r = await ourPull(ref, outGz, ['--progress', 'json']);
+    passed ||= /"path":"passthrough"/.test(r.stderr);
+    through.push(r);
+    rmSync(outGz, { force: true });
+    flattened.push(await ourPull(ref, outGz, ['--no-passthrough']));
+  }
+  rmSync(outGz, { force: true });
+  res.passthrough = { ...summarize(through, rootfsBytes), passed };
+  res.noPassthrough = summarize(flattened, rootfsBytes);
+  res.blobDownload = summarize(download, image.layers[0].size);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,6 +332,7 @@ const TARGETS = {
   unpackVsTar: 1.2,
   unpackVsPeer: 0.4,
   unpackEntriesPerSecond: 20_000,
+  passthroughVsDownload: 1.5,
   rssMiB: 150,
   rssGrowth: 0.1,
 };
@@ -360,6 +392,13 @@ function report(results, meta) {
         row('pull --format zstd', e.zstd),
         row('pull -o - (stdout)', e.stdout),
         ...(e.unpack === undefined ? [] : [row('unpack DIR', e.unpack)]),
+        ...(e.passthrough
+          ? [
+              row(`single layer → .tar.gz with pass-through${e.passthrough.passed ? '' : ' (FELL BACK)'}`, e.passthrough),
+              row('single layer → .tar.gz --no-passthrough', e.noPassthrough),
+              row('ceiling: the blob download alone (curl)', e.blobDownload),
+            ]
+          : []),
       ]),
     );
     if (r.stages) {
@@ -413,6 +452,10 @@ function report(results, meta) {
         [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: CPU time`, fmt(v.cpu, 2), '', ''],
         [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: output size`, fmt(v.size, 3), `≤ ${TARGETS.gzipSizeVsPigz}`, verdict(v.size, TARGETS.gzipSizeVsPigz)],
       );
+    }
+    if (e.passthrough?.seconds && e.blobDownload?.seconds) {
+      q.passthroughVsDownload = e.passthrough.seconds / e.blobDownload.seconds;
+      ratioRows.push(['pass-through time / blob download time', fmt(q.passthroughVsDownload, 2), `≤ ${TARGETS.passthroughVsDownload}`, verdict(q.passthroughVsDownload, TARGETS.passthroughVsDownload)]);
     }
     if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
     if (e.unpack?.seconds !== undefined) {
