@@ -33,7 +33,14 @@ export interface PassthroughOutput extends RestartableOutput {
 
 export type PassthroughOutcome =
   | { passed: true; entries: number; tarBytes: number }
-  | { passed: false; reason: string };
+  /** The flattener would change something, or the content is malformed: flatten instead. */
+  | { passed: false; reason: string }
+  /**
+   * The bytes did not match their digest (damaged on the way): try the pass-through once
+   * more, as the normal path fetches a damaged layer once more, so that the output does not
+   * depend on the network.
+   */
+  | { passed: false; damaged: unknown; reason: string };
 
 /** The layer to pass through, when the image and the output allow it. */
 export function passthroughLayer(
@@ -51,26 +58,28 @@ export function passthroughLayer(
 }
 
 /**
- * Writes `layer`'s stored bytes to attempt 0 of `output` while checking them. Resolves
- * `passed` once the bytes are complete and verified (the stream ended), or `passed: false`
- * with the reason when the flattener would change something or the bytes failed a check;
- * the stream of attempt 0 is then destroyed and the caller goes on from attempt 1. Fails
- * only for what the normal path could not do better (network, auth, abort).
+ * Writes `layer`'s stored bytes to attempt `attempt` (default 0) of `output` while checking
+ * them. Resolves `passed` once the bytes are complete and verified (the stream ended), or
+ * `passed: false` with the reason when the flattener would change something, the content
+ * is malformed, or (`damaged`) the bytes did not match their digest; the stream of that
+ * attempt is then destroyed and the caller goes on with the next. Fails for what the normal
+ * path could not do better (network, auth, abort).
  */
 export async function passThrough(
   store: ImageStore,
   layer: LayerDescriptor,
   output: PassthroughOutput,
-  options: { signal: AbortSignal; counters: LayerSourceOptions },
+  options: { signal: AbortSignal; counters: LayerSourceOptions; attempt?: number },
 ): Promise<PassthroughOutcome> {
   const { signal, counters } = options;
+  const attempt = options.attempt ?? 0;
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(signal.reason);
   if (signal.aborted) throw new AbortError({ cause: signal.reason });
   signal.addEventListener('abort', onAbort, { once: true });
   let sink: Writable | undefined;
   try {
-    sink = await output.openStored(0);
+    sink = await output.openStored(attempt);
     const file = sink;
     file.on('error', (error) => controller.abort(error));
     const stored = await store.openLayer(layer, 0, controller.signal, { onResume: (offset) => counters.onResume?.(0, offset) });
@@ -129,8 +138,14 @@ export async function passThrough(
       }
     } catch (error) {
       const reported = await checked.explain(error);
-      if (!fallsBack(reported, signal)) throw reported;
-      return { passed: false, reason: `pass-through failed: ${reported instanceof Error ? reported.message : String(reported)}` };
+      const message = reported instanceof Error ? reported.message : String(reported);
+      if (signal.aborted || reported instanceof AbortError) throw reported;
+      if (reported instanceof OciRootfsError && reported.exitCode === ExitCode.integrity) {
+        return { passed: false, damaged: reported, reason: message };
+      }
+      // Malformed content: the normal path reads it with the same reader and says so.
+      if (reported instanceof OciRootfsError && reported.exitCode !== ExitCode.unsafe) throw reported;
+      return { passed: false, reason: `pass-through failed: ${message}` };
     }
     if (check.reason === undefined && gunzip.padded) check.reason = 'bytes after the last gzip member';
     if (check.reason !== undefined) return { passed: false, reason: `pass-through not possible: ${check.reason}` };
@@ -146,9 +161,3 @@ export async function passThrough(
   }
 }
 
-/** What the normal path may still get right: damaged bytes (fetched again) and content it reports itself. */
-function fallsBack(error: unknown, signal: AbortSignal): boolean {
-  if (signal.aborted || error instanceof AbortError) return false;
-  if (!(error instanceof OciRootfsError)) return true;
-  return error.exitCode === ExitCode.integrity || error.exitCode === ExitCode.unsafe;
-}

@@ -1,5 +1,5 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile } from 'rxjs';
+import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile, throwError } from 'rxjs';
 import { AbortError, toOciRootfsError } from '../errors.js';
 import { registryClientOptions } from '../queries/options.js';
 import { resolveImage, type ResolvedImage } from '../queries/resolve.js';
@@ -136,7 +136,7 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
         if (passthrough === undefined) return concat(of(resolved), flatten$(options.output), done$);
         const output = options.output as PassthroughOutput;
         const layer = resolved.layers[0]!;
-        const tried$ = passThrough$(store, passthrough, output, counters).pipe(
+        const tried$ = (attempt: number): Observable<PullEvent> => passThrough$(store, passthrough, output, counters, attempt).pipe(
           mergeMap((outcome): Observable<PullEvent> => {
             if (outcome.passed) {
               path = 'passthrough';
@@ -152,13 +152,21 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
               };
               return of(done);
             }
-            const retry: PullEvent = { type: 'retry', what: 'output', attempt: 1, reason: outcome.reason, delayMs: 0 };
-            // Attempt 0 was the pass-through's: the flatten's attempts come after it.
-            return concat(of(retry), flatten$({ open: (attempt: number) => output.open(attempt + 1) }));
+            if ('damaged' in outcome) {
+              // Damaged on the way: once more, as the normal path fetches a damaged layer
+              // once more; the output must not depend on the network.
+              if (attempt > 0) return throwError(() => outcome.damaged);
+              const what = `layer 0 (${layer.digest})`;
+              const retry: PullEvent = { type: 'retry', what, attempt: attempt + 1, reason: outcome.reason, delayMs: 0 };
+              return concat(of(retry), tried$(attempt + 1));
+            }
+            const retry: PullEvent = { type: 'retry', what: 'output', attempt: attempt + 1, reason: outcome.reason, delayMs: 0 };
+            // The pass-through's attempts came first: the flatten's come after them.
+            return concat(of(retry), flatten$({ open: (number: number) => output.open(number + attempt + 1) }));
           }),
         );
         const start: PullEvent = { type: 'layer-start', index: 0, digest: layer.digest, size: layer.size };
-        return concat(of(resolved, start), tried$, done$);
+        return concat(of(resolved, start), tried$(0), done$);
       }),
     );
     return merge(pull$.pipe(endWith(FINISHED)), network$, abortError$(options.signal)).pipe(
@@ -177,10 +185,11 @@ function passThrough$(
   layer: Parameters<typeof passThrough>[1],
   output: PassthroughOutput,
   counters: LayerSourceOptions,
+  attempt: number,
 ): Observable<Awaited<ReturnType<typeof passThrough>>> {
   return new Observable((subscriber) => {
     const controller = new AbortController();
-    passThrough(store, layer, output, { signal: controller.signal, counters }).then(
+    passThrough(store, layer, output, { signal: controller.signal, counters, attempt }).then(
       (outcome) => {
         subscriber.next(outcome);
         subscriber.complete();
