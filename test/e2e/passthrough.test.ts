@@ -4,7 +4,7 @@
  * for byte; a layer the flattener would change falls back to the normal output on the same
  * file; damaged bytes recover (or fail) as on the normal path; stdout never passes through.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -77,6 +77,15 @@ describe('single gzip layer pass-through', () => {
     expect((await readFile(run.file)).equals(image.blob)).toBe(true);
     expect(done(run)?.path).toBe('passthrough');
     expect(run.events.filter((event) => event.type === 'retry')).toEqual([]);
+  });
+
+  it('writes the layer digest to --digest-file when the blob passes through', async () => {
+    const image = await push('digest', buildTar(CLEAN));
+    const digestFile = join(work, 'digest.sha256');
+    const run = await pull(image.reference, ['--digest-file', digestFile]);
+    expect(done(run)?.path).toBe('passthrough');
+    const layerDigest = `sha256:${createHash('sha256').update(image.blob).digest('hex')}`;
+    expect(await readFile(digestFile, 'utf8')).toBe(`${layerDigest}  ${run.file}\n`);
   });
 
   it('passes a layer without a root entry through as published (no ./ is added)', async () => {
