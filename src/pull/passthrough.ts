@@ -81,7 +81,11 @@ export async function passThrough(
   try {
     sink = await output.openStored(attempt);
     const file = sink;
-    file.on('error', (error) => controller.abort(error));
+    let fileError: Error | undefined;
+    file.on('error', (error) => {
+      fileError ??= error;
+      controller.abort(error);
+    });
     const stored = await store.openLayer(layer, 0, controller.signal, { onResume: (offset) => counters.onResume?.(0, offset) });
     // The file takes each stored chunk before the digest stage sees it; nothing is kept
     // unless the whole stream passes.
@@ -137,6 +141,8 @@ export async function passThrough(
         if (!check.entry(entry.header)) break;
       }
     } catch (error) {
+      // The file failed (disk full): that, not the abort it caused, is the story.
+      if (fileError !== undefined) throw fileError;
       const reported = await checked.explain(error);
       const message = reported instanceof Error ? reported.message : String(reported);
       if (signal.aborted || reported instanceof AbortError) throw reported;
