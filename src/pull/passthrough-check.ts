@@ -7,6 +7,7 @@
  * same files) and the flattener's own header encoding (`./` prefixes, trailing slashes, GNU
  * long names vs PAX: the same names once read).
  */
+import { isUtf8 } from 'node:buffer';
 import type { TarHeader, TarWarning } from '../streams/tar/types.js';
 
 /** Entry type flags that every extractor reads as the flattener writes them. */
@@ -59,6 +60,9 @@ export class PassthroughCheck {
     const root = key === '' || key === '.';
     const shown = (): string => JSON.stringify(header.name.toString('utf8'));
     if (header.name[0] === 0x2f) return this.#reject(`the absolute name ${shown()}`);
+    // The flattener puts such names in ustar fields or GNU long names; a publisher may have
+    // put them in PAX, where extractors warn.
+    if (!isUtf8(header.name) || !isUtf8(header.linkname)) return this.#reject(`a name that is not UTF-8, ${shown()}`);
     if (!root && NEEDS_CLEANING.test(key)) return this.#reject(`the name ${shown()} needs cleaning`);
     if (key.includes('.wh.') && key.split('/').some((part) => part.startsWith('.wh.'))) {
       return this.#reject(`a whiteout or aufs name ${shown()}`);

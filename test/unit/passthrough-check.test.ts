@@ -50,6 +50,7 @@ describe('PassthroughCheck', () => {
     ['a second root entry', [{ name: '.', type: 'dir' }], /two root/],
     ['a doubled slash', [{ name: 'usr//bin/x', type: 'file' }], /needs cleaning/],
     ['a file over a directory', [{ name: 'usr/bin', type: 'file' }], /twice/],
+    ['a name that is not UTF-8', [{ name: Buffer.from('usr/caf\xe9', 'latin1'), type: 'file' }], /not UTF-8/],
   ])('refuses %s', async (_what, extra, reason) => {
     expect(await judge(buildTar([...BASE, ...extra]))).toMatch(reason);
   });
