@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AbortError, UsageError } from '../errors.js';
 import type { PullEvent, PullOptions, ResolvedEvent, ResolvedImage } from '../index.js';
-import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compress.js';
+import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compressor-engines.js';
 import { reportWarning } from './errors.js';
 import { addRegistryOptions, parseSeconds, type RegistryCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
@@ -189,7 +189,8 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     let resolved: ResolvedEvent | undefined;
     let image: ResolvedImage | undefined;
     const onEvent = (pulled: PullEvent): void => {
-      const event = pulled.type === 'done' && gzipEngine !== undefined ? { ...pulled, gzipEngine } : pulled;
+      // A passed-through blob was deflated by its publisher, not by an engine of ours.
+      const event = pulled.type === 'done' && gzipEngine !== undefined && pulled.path !== 'passthrough' ? { ...pulled, gzipEngine } : pulled;
       if (event.type === 'resolved') resolved = event;
       reporter.event(event);
     };

@@ -50,7 +50,7 @@ async function push(what: string, tar: Buffer, host = registry): Promise<Pushed>
 }
 
 interface Pulled extends CliRun {
-  events: Array<{ type: string; path?: string; what?: string; reason?: string }>;
+  events: Array<{ type: string; path?: string; what?: string; reason?: string; gzipEngine?: string }>;
   file: string;
 }
 
@@ -76,6 +76,7 @@ describe('single gzip layer pass-through', () => {
     expect(run.code).toBe(0);
     expect((await readFile(run.file)).equals(image.blob)).toBe(true);
     expect(done(run)?.path).toBe('passthrough');
+    expect(done(run)?.gzipEngine).toBeUndefined();
     expect(run.events.filter((event) => event.type === 'retry')).toEqual([]);
   });
 
@@ -103,6 +104,7 @@ describe('single gzip layer pass-through', () => {
     const bytes = await readFile(run.file);
     expect(bytes.equals(image.blob)).toBe(false);
     expect(done(run)?.path).toBe('flatten');
+    expect(done(run)?.gzipEngine).toMatch(/^(native|zlib|pako)$/);
     expect((await listTar(gunzipSync(bytes))).map((entry) => entry.path)).toEqual([
       '.',
       'bin',
