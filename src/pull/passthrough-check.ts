@@ -28,6 +28,8 @@ export class PassthroughCheck {
   /** Every path seen, and what it is: a duplicate, a parent that is not a directory, a link target. */
   readonly #seen = new Map<string, Kind>();
   entries = 0;
+  /** The type flag of the last entry header, for what the reader folds away (a v7 directory). */
+  #flag = '';
 
   /** A reader warning (no end marker, a skipped or dangling header): the bytes differ from our tar. */
   warning(warning: TarWarning): void {
@@ -37,6 +39,7 @@ export class PassthroughCheck {
   /** Every header block's type flag, with the payload of extension headers. */
   header(flag: string, payload?: Buffer): void {
     if (payload === undefined) {
+      this.#flag = flag;
       if (!PLAIN_ENTRY_FLAGS.has(flag)) this.#reject(`an entry of type ${JSON.stringify(flag)}`);
       return;
     }
@@ -74,6 +77,9 @@ export class PassthroughCheck {
     if (header.uid > MAX_OCTAL_7 || header.gid > MAX_OCTAL_7 || header.devmajor > MAX_OCTAL_7 || header.devminor > MAX_OCTAL_7) {
       return this.#reject(`an id or device number beyond ustar fields in ${shown()}`);
     }
+    // A regular-file entry whose name ends in `/` is a directory to every reader but busybox,
+    // and the flattener writes it as one (type 5, no data): copied as it is, it reads otherwise.
+    if (header.type === 'directory' && this.#flag !== '5') return this.#reject(`the directory ${shown()} written as a regular-file entry`);
     if (root) {
       if (header.type !== 'directory') return this.#reject('a root entry that is not a directory');
       if (this.#seen.has('')) return this.#reject('two root entries');

@@ -51,6 +51,7 @@ describe('PassthroughCheck', () => {
     ['a doubled slash', [{ name: 'usr//bin/x', type: 'file' }], /needs cleaning/],
     ['a file over a directory', [{ name: 'usr/bin', type: 'file' }], /twice/],
     ['a name that is not UTF-8', [{ name: Buffer.from('usr/caf\xe9', 'latin1'), type: 'file' }], /not UTF-8/],
+    ['a v7-style directory (a regular-file entry whose name ends in /)', [{ name: 'usr/v7dir/', type: 'file', rawTypeflag: '0' }], /written as a regular-file entry/],
   ])('refuses %s', async (_what, extra, reason) => {
     expect(await judge(buildTar([...BASE, ...extra]))).toMatch(reason);
   });
