@@ -1,0 +1,137 @@
+import type { TarHeader } from '../streams/tar/types.js';
+import type { LinkGroup, LinkMember } from './hardlinks.js';
+import { parentKey, type PathKey } from './paths.js';
+import type { ParentKind } from './resolve.js';
+
+export const DIR_KIND: ParentKind = { kind: 'dir' };
+export const OTHER_KIND: ParentKind = { kind: 'other' };
+
+/** Flags of a {@link LayerRecord}. */
+export const R_WRITTEN = 1;
+export const R_DIR = 2;
+export const R_LINK = 4;
+/** Not a parent kind: aufs metadata. */
+export const R_NOKIND = 8;
+/** A parent kind that is a symlink (a symlink, or a hardlink to one): see `symlinks`. */
+export const R_SYMLINK = 16;
+/** One past the largest combination of flags: the packed form's multiplier. */
+const R_FLAGS = 32;
+
+/**
+ * What one entry of the current layer left behind, for hardlinks that refer to its path and
+ * for parents of later entries (its kind: directory, symlink, other). Most entries (no link
+ * group, nothing to carry) are kept as a number, `ordinal * R_FLAGS + flags`, so a
+ * 100k-entry layer costs no object per entry; the object form is made on demand.
+ */
+export interface LayerRecord {
+  ordinal: number;
+  flags: number;
+  /**
+   * The entry's header, only when it can become the content source of a link group and no
+   * output path holds its content: hidden non-directories. A written entry whose path a
+   * same-layer duplicate replaces later has none; a group that needs it reads the layer again.
+   */
+  header: TarHeader | undefined;
+  /** For links: the inode they share. For others: set once something links to them. */
+  group: LinkGroup | undefined;
+  /** For a surviving link not written yet. */
+  member?: LinkMember;
+}
+
+export type RecordValue = number | LayerRecord;
+
+export function flagsOf(value: RecordValue): number {
+  return typeof value === 'number' ? value % R_FLAGS : value.flags;
+}
+
+export function ordinalOf(value: RecordValue): number {
+  return typeof value === 'number' ? Math.floor(value / R_FLAGS) : value.ordinal;
+}
+
+export function packRecord(ordinal: number, flags: number): number {
+  return ordinal * R_FLAGS + flags;
+}
+
+/** Everything about the layer being streamed that later entries of the same layer need. */
+export class LayerState {
+  readonly records = new Map<PathKey, RecordValue>();
+  /** The targets of the records flagged R_SYMLINK. */
+  readonly symlinks = new Map<PathKey, ParentKind>();
+  /**
+   * The last parent resolved without a symlink on the way, which resolves to itself while no
+   * same-layer entry changes what it or one of its ancestors is.
+   */
+  settledParent: PathKey | undefined;
+  readonly whiteouts = new Set<PathKey>();
+  readonly opaques = new Set<PathKey>();
+  /** Bodies of hidden files, kept within the budget for later same-layer hardlinks. */
+  readonly hiddenBodies = new Map<number, Buffer>();
+  hiddenBytes = 0;
+  /**
+   * Links of higher layers that found their target at a path of this layer. A later
+   * duplicate of that path in the same layer is what they really refer to: they are
+   * written again after it.
+   */
+  readonly watchHits = new Map<PathKey, Array<LinkMember>>();
+  /** Groups whose source body was not kept: the layer is read again for them. */
+  readonly refetch = new Map<number, LinkGroup>();
+  written = 0;
+  skipped = 0;
+  /** Names (and hardlink targets) whose `..` climbed above the root, and the first of them. */
+  pinned = 0;
+  pinnedExample: { name: Buffer; key: PathKey } | undefined;
+  /** The last ordinal counted in {@link pinned}: a pending entry is placed twice. */
+  pinnedOrdinal = -1;
+  /** Paths this layer wrote twice, and the first few. */
+  duplicates = 0;
+  readonly duplicateExamples: PathKey[] = [];
+
+  /** `isBase`: the bottom layer, where every parent is settled. */
+  constructor(
+    readonly index: number,
+    readonly isBase = false,
+  ) {}
+
+  /**
+   * Same-layer kinds, to resolve parents before the lower layers are known: what the last
+   * entry at `key` is, as a parent.
+   */
+  kindAt(key: PathKey): ParentKind | undefined {
+    const value = this.records.get(key);
+    if (value === undefined) return undefined;
+    const flags = flagsOf(value);
+    if (flags & R_NOKIND) return undefined;
+    if (flags & R_SYMLINK) return this.symlinks.get(key);
+    return flags & R_DIR ? DIR_KIND : OTHER_KIND;
+  }
+
+  /** Records the entry at `key`, which may change what `key` is as a parent. */
+  setRecord(key: PathKey, value: RecordValue): void {
+    this.records.set(key, value);
+    const settled = this.settledParent;
+    if (settled !== undefined && settled.startsWith(key) && (settled.length === key.length || settled.charCodeAt(key.length) === 0x2f)) {
+      this.settledParent = undefined;
+    }
+  }
+
+  /** The object form of the record at `key`, made and stored if it was a number. */
+  expand(key: PathKey, value: RecordValue): LayerRecord {
+    if (typeof value !== 'number') return value;
+    const record: LayerRecord = { ordinal: ordinalOf(value), flags: flagsOf(value), header: undefined, group: undefined };
+    this.records.set(key, record);
+    return record;
+  }
+
+  /** Whether this layer deleted `key` so far (whiteout, opaque or non-directory above it). */
+  deleted(key: PathKey): boolean {
+    if (this.whiteouts.has(key)) return true;
+    let current = key;
+    while (current !== '') {
+      current = parentKey(current);
+      if (this.whiteouts.has(current) || this.opaques.has(current)) return true;
+      const record = this.records.get(current);
+      if (record !== undefined && !(flagsOf(record) & R_DIR)) return true;
+    }
+    return false;
+  }
+}
