@@ -5,7 +5,7 @@ import type { TarEntry, TarHeader, TarWarning } from '../streams/tar/types.js';
 import { bodyLength, canStoreSparse, END_OF_ARCHIVE } from '../streams/tar/writer.js';
 import { decide } from './decide.js';
 import { mergeGroups, type LinkMember } from './hardlinks.js';
-import { DIR_KIND, LayerState, OTHER_KIND, R_DIR, R_LINK, R_NOKIND, R_SYMLINK, R_WRITTEN, packRecord, type LayerRecord, type RecordValue } from './layer-state.js';
+import { DIR_KIND, LayerState, RecordTable, OTHER_KIND, R_DIR, R_LINK, R_NOKIND, R_SYMLINK, R_WRITTEN, packRecord, type LayerRecord, type RecordValue } from './layer-state.js';
 import { DuplicateLedger, FlattenRestart, type FlattenLessons } from './lessons.js';
 import { dropCancelled, LinkGroups, markWritten, withoutSparse } from './link-groups.js';
 import { OutputBatch, SMALL_BODY } from './output.js';
@@ -13,7 +13,7 @@ import { childKey, classifyName, isAufsMetaKey, keyToBuffer, printable, ROOT, WH
 import { Placer } from './placement.js';
 import type { ParentKind } from './resolve.js';
 import { Skeleton } from './skeleton.js';
-import { Visibility } from './visibility.js';
+import { MAX_LAYERS, Visibility } from './visibility.js';
 
 export { FlattenRestart, type FlattenLessons, type Superseded } from './lessons.js';
 
@@ -117,6 +117,8 @@ export async function* flattenLayers(
  */
 class Flattener {
   private readonly visibility = new Visibility();
+  /** The current layer's records, on the same tree of paths as {@link visibility}. */
+  private readonly records = new RecordTable(this.visibility.trie);
   private readonly links = new LinkGroups();
   private readonly placer = new Placer();
   private readonly out = new OutputBatch();
@@ -133,6 +135,9 @@ class Flattener {
     private readonly options: FlattenOptions,
   ) {
     this.topDown = [...layers].sort((a, b) => b.index - a.index);
+    const highest = this.topDown[0]?.index ?? 0;
+    // Layer indices are kept in 16 bits per path.
+    if (highest >= MAX_LAYERS) throw new MalformedArchiveError(`an image of ${highest + 1} layers is more than the ${MAX_LAYERS} the flattener takes`);
     this.ahead = linkedController(options.signal);
     this.budget = options.hiddenBodyBudget ?? DEFAULT_HIDDEN_BODY_BUDGET;
     this.ledger = new DuplicateLedger(options.lessons, options.restartable === true);
@@ -231,7 +236,7 @@ class Flattener {
     for (const layer of this.topDown) {
       throwIfAborted(this.options.signal);
       this.options.onLayerStart?.(layer.index);
-      const state = new LayerState(layer.index, layer === this.topDown[this.topDown.length - 1]);
+      const state = new LayerState(layer.index, layer === this.topDown[this.topDown.length - 1], this.records);
       let startAt = 0;
       for (;;) {
         const pendingAt = yield* this.streamLayer(layer, state, startAt);
@@ -347,7 +352,7 @@ class Flattener {
     if (header.type === 'link') {
       const group = this.links.targetGroup(targetKey ?? ROOT, key, state);
       const record: LayerRecord = { ordinal: entry.ordinal, flags: flags | R_LINK, header: undefined, group };
-      state.setRecord(key, record);
+      state.setRecordAt(this.visibility.currentNode, key, record);
       if (written) {
         record.member = { key, header: out };
         group.members.push(record.member);
@@ -360,7 +365,8 @@ class Flattener {
     }
 
     // Only a hidden non-directory can become a group's content source: only it keeps a header.
-    state.setRecord(
+    state.setRecordAt(
+      this.visibility.currentNode,
       key,
       written || isDir ? packRecord(entry.ordinal, flags) : { ordinal: entry.ordinal, flags, header, group: undefined },
     );
@@ -372,7 +378,7 @@ class Flattener {
       state.written++;
       yield* this.writeEntry(out, entry);
       if (watchers.length > 0) {
-        const record = state.expand(key, state.records.get(key) as RecordValue);
+        const record = state.expand(key, state.get(key) as RecordValue);
         const group = (record.group = this.links.groupOf(record, key, state));
         mergeGroups(group, watchers);
         this.links.flush(group, state, this.out);
@@ -384,7 +390,7 @@ class Flattener {
       yield* this.keepHiddenBody(entry, state);
       return;
     }
-    const record = state.expand(key, state.records.get(key) as RecordValue);
+    const record = state.expand(key, state.get(key) as RecordValue);
     if (watchers.every((g) => g.members.every((m) => m.cancelled))) {
       const group = (record.group = this.links.groupOf(record, key, state));
       mergeGroups(group, watchers);

@@ -1,5 +1,6 @@
 import type { TarHeader } from '../streams/tar/types.js';
 import type { LinkGroup, LinkMember } from './hardlinks.js';
+import { grown, NO_NODE, PathTrie } from './path-trie.js';
 import { parentKey, type PathKey } from './paths.js';
 import type { ParentKind } from './resolve.js';
 
@@ -14,8 +15,10 @@ export const R_LINK = 4;
 export const R_NOKIND = 8;
 /** A parent kind that is a symlink (a symlink, or a hardlink to one): see `symlinks`. */
 export const R_SYMLINK = 16;
+/** In the record table only: the record is an object (see {@link LayerState}). */
+const R_OBJECT = 32;
 /** One past the largest combination of flags: the packed form's multiplier. */
-const R_FLAGS = 32;
+const R_FLAGS = 64;
 
 /**
  * What one entry of the current layer left behind, for hardlinks that refer to its path and
@@ -52,9 +55,47 @@ export function packRecord(ordinal: number, flags: number): number {
   return ordinal * R_FLAGS + flags;
 }
 
+/**
+ * The records of the layer being streamed, one per path, in typed arrays indexed by the
+ * path's {@link PathTrie} node (no string or map entry per path: a single layer may hold a
+ * million). Shared by the layers, each record stamped with its layer, so a new layer starts
+ * empty without clearing anything. The rare object records live in {@link LayerState}.
+ */
+export class RecordTable {
+  private layers: Int16Array;
+  private ordinals: Uint32Array;
+  private flags: Uint8Array;
+
+  constructor(readonly trie: PathTrie = new PathTrie()) {
+    const capacity = trie.onGrow((next) => {
+      this.layers = grown(this.layers, next, NO_LAYER);
+      this.ordinals = grown(this.ordinals, next);
+      this.flags = grown(this.flags, next);
+    });
+    this.layers = new Int16Array(capacity).fill(NO_LAYER);
+    this.ordinals = new Uint32Array(capacity);
+    this.flags = new Uint8Array(capacity);
+  }
+
+  /** The packed record of `layer` at `node`, if any. */
+  get(node: number, layer: number): number | undefined {
+    if (node === NO_NODE || this.layers[node] !== layer) return undefined;
+    return packRecord(this.ordinals[node] as number, this.flags[node] as number);
+  }
+
+  set(node: number, layer: number, ordinal: number, flags: number): void {
+    this.layers[node] = layer;
+    this.ordinals[node] = ordinal;
+    this.flags[node] = flags;
+  }
+}
+
+const NO_LAYER = -1;
+
 /** Everything about the layer being streamed that later entries of the same layer need. */
 export class LayerState {
-  readonly records = new Map<PathKey, RecordValue>();
+  /** Records that carry more than ordinal and flags, by node. */
+  private readonly objects = new Map<number, LayerRecord>();
   /** The targets of the records flagged R_SYMLINK. */
   readonly symlinks = new Map<PathKey, ParentKind>();
   /**
@@ -90,14 +131,27 @@ export class LayerState {
   constructor(
     readonly index: number,
     readonly isBase = false,
+    readonly table: RecordTable = new RecordTable(),
   ) {}
+
+  /** The record of the last entry at `key` in this layer. */
+  get(key: PathKey): RecordValue | undefined {
+    return this.at(this.table.trie.find(key));
+  }
+
+  /** The record at trie node `node` ({@link NO_NODE}: none). */
+  at(node: number): RecordValue | undefined {
+    const packed = this.table.get(node, this.index);
+    if (packed === undefined) return undefined;
+    return flagsOf(packed) & R_OBJECT ? this.objects.get(node) : packed;
+  }
 
   /**
    * Same-layer kinds, to resolve parents before the lower layers are known: what the last
    * entry at `key` is, as a parent.
    */
   kindAt(key: PathKey): ParentKind | undefined {
-    const value = this.records.get(key);
+    const value = this.get(key);
     if (value === undefined) return undefined;
     const flags = flagsOf(value);
     if (flags & R_NOKIND) return undefined;
@@ -107,7 +161,18 @@ export class LayerState {
 
   /** Records the entry at `key`, which may change what `key` is as a parent. */
   setRecord(key: PathKey, value: RecordValue): void {
-    this.records.set(key, value);
+    this.setRecordAt(this.table.trie.ensure(key), key, value);
+  }
+
+  /** {@link setRecord}, where `node` is `key`'s trie node. */
+  setRecordAt(node: number, key: PathKey, value: RecordValue): void {
+    if (typeof value === 'number') {
+      this.table.set(node, this.index, ordinalOf(value), flagsOf(value));
+      this.objects.delete(node);
+    } else {
+      this.table.set(node, this.index, value.ordinal, value.flags | R_OBJECT);
+      this.objects.set(node, value);
+    }
     const settled = this.settledParent;
     if (settled !== undefined && settled.startsWith(key) && (settled.length === key.length || settled.charCodeAt(key.length) === 0x2f)) {
       this.settledParent = undefined;
@@ -118,7 +183,9 @@ export class LayerState {
   expand(key: PathKey, value: RecordValue): LayerRecord {
     if (typeof value !== 'number') return value;
     const record: LayerRecord = { ordinal: ordinalOf(value), flags: flagsOf(value), header: undefined, group: undefined };
-    this.records.set(key, record);
+    const node = this.table.trie.ensure(key);
+    this.table.set(node, this.index, record.ordinal, record.flags | R_OBJECT);
+    this.objects.set(node, record);
     return record;
   }
 
@@ -129,7 +196,7 @@ export class LayerState {
     while (current !== '') {
       current = parentKey(current);
       if (this.whiteouts.has(current) || this.opaques.has(current)) return true;
-      const record = this.records.get(current);
+      const record = this.get(current);
       if (record !== undefined && !(flagsOf(record) & R_DIR)) return true;
     }
     return false;

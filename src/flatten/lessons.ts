@@ -66,7 +66,7 @@ export class DuplicateLedger {
    * restart leaves the earlier entry out; a restartable flatten stops writing from here on.
    */
   note(key: PathKey, state: LayerState, rewritten: boolean): void {
-    const previous = state.records.get(key);
+    const previous = state.get(key);
     if (previous === undefined) return;
     if (!(rewritten && flagsOf(previous) & R_WRITTEN) && !state.watchHits.has(key)) return;
     const ordinal = ordinalOf(previous);

@@ -36,7 +36,7 @@ export class LinkGroups {
   /** The group a hardlink to `target` joins, as the target stands at this point of the layer. */
   targetGroup(target: PathKey, linkKey: PathKey, state: LayerState): LinkGroup {
     const layer = state.index;
-    const value = state.records.get(target);
+    const value = state.get(target);
     if (value !== undefined) {
       if (flagsOf(value) & R_DIR) {
         throw new HardlinkTargetError(
@@ -69,7 +69,7 @@ export class LinkGroups {
    * lives on only in its other links, so groups must stop pointing at `key`.
    */
   displaceOutputPath(key: PathKey, state: LayerState): void {
-    const previous = state.records.get(key);
+    const previous = state.get(key);
     if (previous === undefined || typeof previous === 'number') return;
     if (previous.member) previous.member.cancelled = true;
     const group = previous.group;

@@ -1,5 +1,6 @@
 import type { TarEntry } from '../streams/tar/types.js';
 import { R_DIR, R_NOKIND, flagsOf, type LayerState } from './layer-state.js';
+import { NO_NODE, ROOT_NODE } from './path-trie.js';
 import { joinKey, normalizeEntryName, normalizeKey, type PathKey } from './paths.js';
 import { resolveParents, type ParentKind } from './resolve.js';
 import type { Resolutions } from './skeleton.js';
@@ -80,13 +81,16 @@ export class Placer {
     if (parent === state.settledParent) return key;
     const isBase = state.isBase;
     // Fast path: every ancestor is a directory (or nothing yet): the parent is itself.
+    const trie = state.table.trie;
+    let node = ROOT_NODE;
     for (let start = 0; ; ) {
       const next = parent.indexOf('/', start);
-      const prefix = next < 0 ? parent : parent.slice(0, next);
-      const value = state.records.get(prefix);
+      const end = next < 0 ? parent.length : next;
+      if (node !== NO_NODE) node = trie.child(node, parent, start, end, false);
+      const value = state.at(node);
       const flags = value === undefined ? R_NOKIND : flagsOf(value);
       if (flags & R_NOKIND) {
-        if (!isBase && !state.whiteouts.has(prefix)) return null;
+        if (!isBase && (state.whiteouts.size === 0 || !state.whiteouts.has(parent.slice(0, end)))) return null;
       } else if (!(flags & R_DIR)) {
         return resolveSlow(key, state);
       }
