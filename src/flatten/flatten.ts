@@ -5,7 +5,7 @@ import type { TarEntry, TarHeader, TarWarning } from '../streams/tar/types.js';
 import { bodyLength, canStoreSparse, END_OF_ARCHIVE } from '../streams/tar/writer.js';
 import { decide } from './decide.js';
 import { mergeGroups, type LinkMember } from './hardlinks.js';
-import { DIR_KIND, LayerState, RecordTable, OTHER_KIND, R_DIR, R_LINK, R_NOKIND, R_SYMLINK, R_WRITTEN, packRecord, type LayerRecord, type RecordValue } from './layer-state.js';
+import { detached, DIR_KIND, LayerState, RecordTable, OTHER_KIND, R_DIR, R_LINK, R_NOKIND, R_SYMLINK, R_WRITTEN, packRecord, type LayerRecord, type RecordValue } from './layer-state.js';
 import { DuplicateLedger, FlattenRestart, type FlattenLessons } from './lessons.js';
 import { dropCancelled, LinkGroups, markWritten, withoutSparse } from './link-groups.js';
 import { OutputBatch, SMALL_BODY } from './output.js';
@@ -368,7 +368,7 @@ class Flattener {
     state.setRecordAt(
       this.visibility.currentNode,
       key,
-      written || isDir ? packRecord(entry.ordinal, flags) : { ordinal: entry.ordinal, flags, header, group: undefined },
+      written || isDir ? packRecord(entry.ordinal, flags) : { ordinal: entry.ordinal, flags, header: detached(header), group: undefined },
     );
     const watchers = superseded ? [] : this.links.takeWatchers(key, state);
     if (isDir && watchers.some((g) => g.members.some((m) => !m.cancelled))) {
@@ -442,7 +442,7 @@ class Flattener {
       key,
       isDir
         ? packRecord(entry.ordinal, R_DIR | R_NOKIND)
-        : { ordinal: entry.ordinal, flags: R_NOKIND, header: entry.header, group: undefined },
+        : { ordinal: entry.ordinal, flags: R_NOKIND, header: detached(entry.header), group: undefined },
     );
     state.skipped++;
   }
@@ -455,9 +455,7 @@ class Flattener {
     const chunks: Buffer[] = [];
     for await (const chunk of entry.body()) chunks.push(chunk);
     // A copy, so a tiny file does not pin the whole network chunk it arrived in.
-    const body = Buffer.concat(chunks);
-    state.hiddenBodies.set(entry.ordinal, body);
-    state.hiddenBytes += body.length;
+    state.keepBody(entry.ordinal, chunks);
   }
 
   /**

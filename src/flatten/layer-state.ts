@@ -91,6 +91,7 @@ export class RecordTable {
 }
 
 const NO_LAYER = -1;
+const BODY_SLAB = 64 * 1024;
 
 /** Everything about the layer being streamed that later entries of the same layer need. */
 export class LayerState {
@@ -108,6 +109,34 @@ export class LayerState {
   /** Bodies of hidden files, kept within the budget for later same-layer hardlinks. */
   readonly hiddenBodies = new Map<number, Buffer>();
   hiddenBytes = 0;
+  /** Where small kept bodies are copied: slabs of their own, let go together with the layer. */
+  private slab: Buffer | undefined;
+  private slabUsed = 0;
+
+  /** Keeps `chunks`, the body of the hidden entry `ordinal`, in a buffer of this layer's own. */
+  keepBody(ordinal: number, chunks: readonly Buffer[]): void {
+    let length = 0;
+    for (const chunk of chunks) length += chunk.length;
+    let body: Buffer;
+    if (length > BODY_SLAB / 4) body = Buffer.allocUnsafeSlow(length);
+    else {
+      // Not the shared pool (Buffer.concat's small buffers): a kept body would pin a whole
+      // pool slab that the layer's names and headers went through.
+      if (this.slab === undefined || this.slabUsed + length > this.slab.length) {
+        this.slab = Buffer.allocUnsafeSlow(BODY_SLAB);
+        this.slabUsed = 0;
+      }
+      body = this.slab.subarray(this.slabUsed, this.slabUsed + length);
+      this.slabUsed += length;
+    }
+    let at = 0;
+    for (const chunk of chunks) {
+      chunk.copy(body, at);
+      at += chunk.length;
+    }
+    this.hiddenBodies.set(ordinal, body);
+    this.hiddenBytes += length;
+  }
   /**
    * Links of higher layers that found their target at a path of this layer. A later
    * duplicate of that path in the same layer is what they really refer to: they are
@@ -201,4 +230,31 @@ export class LayerState {
     }
     return false;
   }
+}
+
+/**
+ * `header` with its byte fields copied into one buffer of their own, for a record that
+ * outlives the entry. The reader's fields are small pooled buffers: a few kept headers would
+ * otherwise pin every 8 KiB pool slab the layer's names went through (tens of MiB for a
+ * layer of a million entries).
+ */
+export function detached(header: TarHeader): TarHeader {
+  let length = header.name.length + header.linkname.length + header.uname.length + header.gname.length;
+  for (const [key, value] of header.pax) length += key.length + value.length;
+  const store = Buffer.allocUnsafeSlow(length);
+  let at = 0;
+  const take = (field: Buffer): Buffer => {
+    field.copy(store, at);
+    const copy = store.subarray(at, at + field.length);
+    at += field.length;
+    return copy;
+  };
+  return {
+    ...header,
+    name: take(header.name),
+    linkname: take(header.linkname),
+    uname: take(header.uname),
+    gname: take(header.gname),
+    pax: header.pax.map(([key, value]) => [take(key), take(value)]),
+  };
 }

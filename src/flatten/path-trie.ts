@@ -12,8 +12,8 @@ const INITIAL_NODES = 1024;
  * (DESIGN.md §1: "one small record per distinct path"; issue 10: a million paths must not cost
  * hundreds of megabytes). A node is its parent's number and its last component's bytes, kept
  * in one byte arena; the children of all nodes are found through one open-addressing hash
- * table keyed by (parent, name). No object, string or map per path: about 35 bytes for a path
- * with a 20-byte last component. Nodes are never removed; whoever needs fields per path
+ * table keyed by (parent, name). No object, string or map per path: about 40 bytes for a path
+ * with a 20-byte last component, with the slack of growing arrays. Nodes are never removed; whoever needs fields per path
  * keeps them in arrays indexed by node number (see {@link onGrow}).
  *
  * Components are latin1 strings ({@link PathKey}): one char per byte of the tar name.
@@ -21,7 +21,6 @@ const INITIAL_NODES = 1024;
 export class PathTrie {
   private parents = new Int32Array(INITIAL_NODES);
   private nameStarts = new Uint32Array(INITIAL_NODES);
-  private nameLengths = new Uint32Array(INITIAL_NODES);
   private names = new Uint8Array(INITIAL_NODES * 16);
   private namesEnd = 0;
   /** Node numbers + 1 (0: empty slot), at hash(parent, name). */
@@ -64,7 +63,7 @@ export class PathTrie {
       const entry = slots[slot] as number;
       if (entry === 0) break;
       const node = entry - 1;
-      if (this.parents[node] === parent && this.nameLengths[node] === length && this.sameName(node, key, start)) return node;
+      if (this.parents[node] === parent && this.nameLength(node) === length && this.sameName(node, key, start)) return node;
     }
     if (!create) return NO_NODE;
     const node = this.add(parent, key, start, end);
@@ -101,7 +100,7 @@ export class PathTrie {
   /** The last component of `node`'s path. */
   nameOf(node: number): string {
     const start = this.nameStarts[node] as number;
-    return latin1(this.names, start, start + (this.nameLengths[node] as number));
+    return latin1(this.names, start, start + this.nameLength(node));
   }
 
   /** The path of `node`. */
@@ -111,10 +110,16 @@ export class PathTrie {
     return parts.reverse().join('/');
   }
 
+  /** Names are appended in node order: a name ends where the next node's begins. */
+  private nameLength(node: number): number {
+    const next = node + 1 === this.count ? this.namesEnd : (this.nameStarts[node + 1] as number);
+    return next - (this.nameStarts[node] as number);
+  }
+
   private sameName(node: number, key: string, start: number): boolean {
     const names = this.names;
     let at = this.nameStarts[node] as number;
-    const length = this.nameLengths[node] as number;
+    const length = this.nameLength(node);
     for (let i = 0; i < length; i++) if (names[at++] !== key.charCodeAt(start + i)) return false;
     return true;
   }
@@ -123,7 +128,7 @@ export class PathTrie {
     if (this.count === this.parents.length) this.growNodes();
     const length = end - start;
     if (this.namesEnd + length > this.names.length) {
-      const names = new Uint8Array(Math.max(this.names.length * 2, this.namesEnd + length));
+      const names = new Uint8Array(Math.max(Math.ceil(this.names.length * 1.5), this.namesEnd + length));
       names.set(this.names.subarray(0, this.namesEnd));
       this.names = names;
     }
@@ -133,10 +138,9 @@ export class PathTrie {
     const node = this.count++;
     this.parents[node] = parent;
     this.nameStarts[node] = this.namesEnd;
-    this.nameLengths[node] = length;
     this.namesEnd = at;
-    // Half full at most: probes stay short.
-    if (this.count * 2 > this.slots.length) this.rehash();
+    // Two thirds full at most: probes stay short.
+    if (this.count * 3 > this.slots.length * 2) this.rehash();
     return node;
   }
 
@@ -158,7 +162,7 @@ export class PathTrie {
     let hash = Math.imul((this.parents[node] as number) ^ 0x2f2f2f2f, 0x9e3779b1) ^ 0x811c9dc5;
     const names = this.names;
     const start = this.nameStarts[node] as number;
-    const end = start + (this.nameLengths[node] as number);
+    const end = start + this.nameLength(node);
     for (let i = start; i < end; i++) hash = Math.imul(hash ^ (names[i] as number), 0x01000193);
     return hash ^ (hash >>> 15);
   }
@@ -167,7 +171,6 @@ export class PathTrie {
     const capacity = Math.ceil(this.parents.length * 1.5);
     this.parents = grown(this.parents, capacity);
     this.nameStarts = grown(this.nameStarts, capacity);
-    this.nameLengths = grown(this.nameLengths, capacity);
     for (const listener of this.growListeners) listener(capacity);
   }
 }
