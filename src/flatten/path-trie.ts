@@ -23,7 +23,7 @@ export class PathTrie {
   private nameStarts = new Uint32Array(INITIAL_NODES);
   private names = new Uint8Array(INITIAL_NODES * 16);
   private namesEnd = 0;
-  /** Node numbers + 1 (0: empty slot), at hash(parent, name). */
+  /** Node numbers + 1 (0: empty slot), at hash(parent, name). Its length is a power of two. */
   private slots = new Int32Array(INITIAL_NODES * 2);
   private count = 1;
   /** Told the new capacity whenever the node arrays grow, so per-node fields can follow. */
