@@ -74,7 +74,11 @@ export class LinkGroups {
     if (previous.member) previous.member.cancelled = true;
     const group = previous.group;
     if (!group || !group.writtenPaths.includes(key)) return;
-    group.writtenPaths = group.writtenPaths.filter((p) => p !== key);
+    // Links of higher layers that found their target here are written again after the new
+    // entry (see takeWatchers): their paths stop holding this inode too.
+    const leaving = new Set([key]);
+    for (const member of state.watchHits.get(key) ?? []) if (!member.cancelled) leaving.add(member.key);
+    group.writtenPaths = group.writtenPaths.filter((p) => !leaving.has(p));
     group.outputPath = group.writtenPaths[0];
     // A written entry kept no header: the group then reads the layer again for it.
     if (group.source === undefined && !(previous.flags & R_LINK)) {
