@@ -26,6 +26,7 @@ const env = (name, fallback) => {
 const config = {
   bigMb: env('BENCH_BIG_MB', 1024),
   manyFiles: env('BENCH_MANY_FILES', 100_000),
+  millionFiles: env('BENCH_MILLION_FILES', 1_000_000),
   singleMb: env('BENCH_SINGLE_MB', 200),
   runs: Math.round(env('BENCH_RUNS', 1)),
   double: process.env.BENCH_DOUBLE === '1',
@@ -146,6 +147,18 @@ async function measureEndToEnd(image, ref, dir) {
   if (existsSync(outTar)) {
     const listing = await sh(`tar -tf ${outTar} | wc -l`);
     res.entries = Number(listing.stdout.trim());
+  }
+
+  if (image.kind === 'million') {
+    // Memory is the question here: the .tar pull's peak RSS, and the flattener's heap per path.
+    log('  heap per path (bench/heap-per-path.mjs)');
+    const heap = await run(process.execPath, ['--expose-gc', '--max-old-space-size=4000', join(here, 'heap-per-path.mjs'), image.key, join(here, '..', 'dist')]);
+    const m = /([0-9.]+) MiB, ([0-9]+) B per entry/.exec(heap.stdout);
+    res.heapMiB = m ? Number(m[1]) : undefined;
+    res.heapBytesPerPath = m ? Number(m[2]) : undefined;
+    res.gzip = res.zstd = res.stdout = { na: true, note: 'not run (million: memory only)' };
+    res.gzipByEngine = {};
+    return { res, outTar };
   }
 
   if (config.unpack) {
@@ -340,6 +353,8 @@ const TARGETS = {
   unpackEntriesPerSecond: 20_000,
   passthroughVsDownload: 1.5,
   rssMiB: 150,
+  millionRssMiB: 250,
+  heapBytesPerPath: 100,
   rssGrowth: 0.1,
 };
 
@@ -469,6 +484,10 @@ function report(results, meta) {
       }
       if (e.noPassthrough?.seconds) ratioRows.push(['pass-through time / --no-passthrough time (info)', fmt(e.passthrough.seconds / e.noPassthrough.seconds, 2), '-', '-']);
     }
+    if (r.kind === 'million') {
+      ratioRows.push(['peak RSS MiB, 1,000,000 files → .tar', fmt(e.tar.rssMiB), `≤ ${TARGETS.millionRssMiB}`, verdict(e.tar.rssMiB, TARGETS.millionRssMiB)]);
+      ratioRows.push(['flattener heap + arrays per path, B', fmt(e.heapBytesPerPath, 0), `≤ ${TARGETS.heapBytesPerPath}`, verdict(e.heapBytesPerPath, TARGETS.heapBytesPerPath)]);
+    }
     if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
     if (e.unpack?.seconds !== undefined) {
       ratioRows.push(['unpack time / pull -o .tar time', fmt(q.unpackVsTar, 2), `≤ ${TARGETS.unpackVsTar}`, verdict(q.unpackVsTar, TARGETS.unpackVsTar)]);
@@ -509,6 +528,8 @@ async function main() {
     { name: 'single', kind: 'single', param: config.singleMb },
   ];
   if (config.double) plan.push({ name: 'big-2x', kind: 'big', param: config.bigMb * 2 });
+  // Opt-in (BENCH_ONLY=million): ~1.2 GB of tar, minutes to build and to pull.
+  if (config.only.includes('million')) plan.push({ name: 'million', kind: 'million', param: config.millionFiles });
   const selected = config.only.length ? plan.filter((p) => config.only.includes(p.name)) : plan;
 
   for (const p of selected) p.image = await ensureImage(cacheRoot, p.kind, p.param, log);

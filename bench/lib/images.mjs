@@ -317,6 +317,44 @@ function manyLayers(count, seed) {
   return layers;
 }
 
+/**
+ * million: `count` tiny files (20 B-1.5 KiB, one tar block of body at most) in 3 layers
+ * (60/25/15 %), for the memory per path (issue 10): packages of 2-4 directory levels with
+ * 3-120 files each, as node_modules / site-packages / TeX trees have; the upper layers
+ * overwrite 1 %, white out 0.5 % and delete one package directory each.
+ */
+function millionLayers(count, seed) {
+  const layers = [];
+  let live = new Map();
+  const roots = ['usr/lib/node_modules', 'usr/lib/python3/dist-packages', 'usr/share/texlive/texmf-dist/tex'];
+  [0.6, 0.25, 0.15].forEach((fraction, index) => {
+    const layer = new Layer(index, `${seed}:L${index}`);
+    const rng = new Rng(`${seed}:L${index}`);
+    const lowerLive = live;
+    live = new Map(lowerLive);
+    const filler = new Filler(layer, rng, live);
+    if (index === 0) baseSkeleton(layer);
+    else filler.modifyLower(lowerLive, { overwrite: 0.01, whiteout: 0.005, deleteDirs: 1, opaqueDirs: 0, dirPrefix: `${roots[index - 1]}/` });
+    const target = Math.floor(count * fraction);
+    let files = 0;
+    for (let pkg = 0; files < target; pkg++) {
+      const root = `${roots[index]}/${index === 0 ? 'm' : index === 1 ? 'p' : 't'}${pkg}-${ident(rng).toLowerCase()}`;
+      const dirs = [root];
+      for (let i = rng.int(0, 6); i > 0; i--) {
+        const parent = rng.pick(dirs);
+        if (parent.split('/').length < root.split('/').length + 3) dirs.push(`${parent}/${ident(rng).toLowerCase()}`);
+      }
+      const nfiles = Math.min(rng.logInt(3, 120), target - files);
+      for (let f = 0; f < nfiles; f++, files++) {
+        const ext = rng.pick(['js', 'json', 'md', 'py', 'pyc', 'sty', 'tex', 'txt']);
+        filler.add(`${rng.pick(dirs)}/${ident(rng)}-${f}.${ext}`, 'text', rng.logInt(20, 1500));
+      }
+    }
+    layers.push(layer);
+  });
+  return layers;
+}
+
 /** single: one base-style layer of ~`mb` MiB. */
 function singleLayers(mb, seed) {
   const layer = new Layer(0, `${seed}:L0`);
@@ -398,6 +436,7 @@ async function writeLayer(layer, outDir) {
 export const IMAGE_KINDS = {
   big: { layers: bigLayers, describe: (p) => `${p} MiB, 5 gzip layers` },
   many: { layers: manyLayers, describe: (p) => `${p} small files, 2 gzip layers` },
+  million: { layers: millionLayers, describe: (p) => `${p} tiny files, 3 gzip layers` },
   single: { layers: singleLayers, describe: (p) => `${p} MiB, 1 gzip layer` },
 };
 
