@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
 import { compressionEngines } from '../streams/compress.js';
+import { fsEngine } from '../unpack/native-fs.js';
 import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js';
 import { registerExistsCommand } from './exists-command.js';
 import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
@@ -43,7 +44,7 @@ Exit status:
 /** `--version`: the package version on the first line, then the engines in use. */
 function versionText(): string {
   const engines = compressionEngines();
-  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nnode: ${process.version}`;
+  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nfs: ${fsEngine()}\nnode: ${process.version}`;
 }
 
 /**

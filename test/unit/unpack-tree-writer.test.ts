@@ -312,11 +312,11 @@ describe('where unpack cannot keep Unix metadata', () => {
     expect(() => checkUnpackSupported('linux')).not.toThrow();
   });
 
-  it('says that python3 is needed when an entry needs the helper and there is none', async () => {
-    const writer = new TreeWriter(root, { rootless: false, specialFiles: new SpecialFiles({ python: 'no-such-python3' }) });
+  it('names both fixes, python3 or the native addon, when an entry needs one and neither is there', async () => {
+    const writer = new TreeWriter(root, { rootless: false, specialFiles: new SpecialFiles({ python: 'no-such-python3', native: null }) });
     try {
       await writer.write(file('plain', 'no helper needed'));
-      await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos/);
+      await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos, and was not found: install python3, or build oci-rootfs's native addon/);
     } finally {
       await writer.close();
     }
