@@ -13,6 +13,8 @@
  *   llistxattr(path: Buffer): Buffer[]
  *   mknod(path: Buffer, mode: number, major: number, minor: number): void
  *   mkfifo(path: Buffer, mode: number): void
+ *   writeFile(path, flags, body, uid, gid, mode, mtime, callback(error | null)): void
+ *       a small regular file (open, write, fchown, fchmod, futimens, close) on the pool
  *
  * mknod and mkfifo apply the process umask like the syscalls do: clearing it around the call
  * would change it for every thread of the process (libuv's pool creates files meanwhile), and
@@ -24,6 +26,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,8 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
 
 #define ERROR_CODE_INVALID "ERR_INVALID_ARG_TYPE"
 
@@ -65,7 +71,7 @@ static const char *errno_name(int error) {
   }
 }
 
-static napi_value throw_errno(napi_env env, int error, const char *syscall, const char *path) {
+static napi_value errno_error(napi_env env, int error, const char *syscall, const char *path) {
   char fallback[16];
   const char *name = errno_name(error);
   if (name == NULL) {
@@ -77,8 +83,10 @@ static napi_value throw_errno(napi_env env, int error, const char *syscall, cons
   size_t size = strlen(name) + strlen(strerror(error)) + strlen(syscall) + strlen(path) + 16;
   char *message = malloc(size);
   if (message == NULL) {
-    napi_throw_error(env, name, name);
-    return NULL;
+    napi_value code_value, error_value;
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
+    napi_create_error(env, code_value, code_value, &error_value);
+    return error_value;
   }
   int at = snprintf(message, size, "%s: ", name);
   snprintf(message + at, size - (size_t)at, "%s, %s '%s'", strerror(error), syscall, path);
@@ -96,7 +104,11 @@ static napi_value throw_errno(napi_env env, int error, const char *syscall, cons
   napi_set_named_property(env, error_value, "errno", errno_value);
   napi_set_named_property(env, error_value, "syscall", syscall_value);
   napi_set_named_property(env, error_value, "path", path_value);
-  napi_throw(env, error_value);
+  return error_value;
+}
+
+static napi_value throw_errno(napi_env env, int error, const char *syscall, const char *path) {
+  napi_throw(env, errno_error(env, error, syscall, path));
   return NULL;
 }
 
@@ -273,6 +285,164 @@ static napi_value js_mkfifo(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * writeFile: a whole small regular file in one trip to libuv's pool. Unpacking many small
+ * files otherwise costs six (open, write, fchown, fchmod, futimes, close), each with its own
+ * request object, callback and promise on the main thread. */
+
+typedef struct {
+  napi_async_work work;
+  napi_ref body_ref;
+  napi_ref callback_ref;
+  char *path;
+  int flags;
+  const unsigned char *body;
+  size_t body_length;
+  long long uid; /* -1: leave the owner alone */
+  long long gid;
+  mode_t mode;
+  struct timespec mtime;
+  int error;
+  const char *syscall;
+} write_job;
+
+static void write_execute(napi_env env, void *data) {
+  (void)env;
+  write_job *job = data;
+  int fd = open(job->path, job->flags | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    job->error = errno;
+    job->syscall = "open";
+    return;
+  }
+  for (size_t done = 0; done < job->body_length;) {
+    ssize_t written = write(fd, job->body + done, job->body_length - done);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      job->error = errno;
+      job->syscall = "write";
+      break;
+    }
+    done += (size_t)written;
+  }
+  /* fchmod after fchown, which clears setuid and setgid. */
+  if (job->error == 0 && job->uid >= 0 && fchown(fd, (uid_t)job->uid, (gid_t)job->gid) != 0) {
+    job->error = errno;
+    job->syscall = "fchown";
+  }
+  if (job->error == 0 && fchmod(fd, job->mode) != 0) {
+    job->error = errno;
+    job->syscall = "fchmod";
+  }
+  struct timespec times[2] = {job->mtime, job->mtime};
+  if (job->error == 0 && futimens(fd, times) != 0) {
+    job->error = errno;
+    job->syscall = "futimens";
+  }
+  if (close(fd) != 0 && job->error == 0 && errno != EINTR) {
+    job->error = errno;
+    job->syscall = "close";
+  }
+}
+
+static void write_release(napi_env env, write_job *job) {
+  if (job->body_ref != NULL) napi_delete_reference(env, job->body_ref);
+  if (job->callback_ref != NULL) napi_delete_reference(env, job->callback_ref);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+static void write_complete(napi_env env, napi_status status, void *data) {
+  write_job *job = data;
+  napi_value argv[1];
+  if (job->error != 0) {
+    argv[0] = errno_error(env, job->error, job->syscall, job->path);
+  } else if (status != napi_ok) {
+    napi_value code, message;
+    napi_create_string_utf8(env, "ECANCELED", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "the write was cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+  } else {
+    napi_get_null(env, &argv[0]);
+  }
+  napi_value callback, global;
+  napi_get_reference_value(env, job->callback_ref, &callback);
+  napi_get_global(env, &global);
+  write_release(env, job);
+  napi_call_function(env, global, callback, 1, argv, NULL);
+}
+
+/* writeFile(path, flags, body, uid, gid, mode, mtimeSeconds, callback(error|null)); uid -1
+ * keeps the creating user's ownership. */
+static napi_value js_write_file(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  if (!get_args(env, info, 8, argv, "writeFile(path, flags, body, uid, gid, mode, mtime, callback) takes eight arguments")) return NULL;
+  unsigned long flags, mode;
+  if (!uint_arg(env, argv[1], "flags", 0x7fffffff, &flags) || !uint_arg(env, argv[5], "mode", 07777, &mode)) return NULL;
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[2], &is_typedarray);
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void *bytes = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, argv[2], &type, &length, &bytes, NULL, NULL);
+  if (type != napi_uint8_array) return throw_type_error(env, "body must be a Buffer");
+  double uid = 0, gid = 0, mtime = 0;
+  napi_valuetype kind;
+  napi_typeof(env, argv[3], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[3], &uid);
+  if (kind != napi_number || uid != (long long)uid || uid < -1 || uid > 4294967294.0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "uid must be an integer from -1 to 2^32-2");
+    return NULL;
+  }
+  napi_typeof(env, argv[4], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[4], &gid);
+  if (kind != napi_number || gid != (long long)gid || gid < 0 || gid > 4294967294.0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "gid must be an integer from 0 to 2^32-2");
+    return NULL;
+  }
+  napi_typeof(env, argv[6], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[6], &mtime);
+  if (kind != napi_number || !(mtime > -9.2e18 && mtime < 9.2e18)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "mtime must be a finite number of seconds");
+    return NULL;
+  }
+  napi_typeof(env, argv[7], &kind);
+  if (kind != napi_function) return throw_type_error(env, "callback must be a function");
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  write_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    free(path);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->path = path;
+  job->flags = (int)flags;
+  job->body = bytes;
+  job->body_length = length;
+  job->uid = (long long)uid;
+  job->gid = (long long)gid;
+  job->mode = (mode_t)mode;
+  /* Seconds with a fraction, as node:fs's futimes takes them. */
+  double whole = floor(mtime);
+  job->mtime.tv_sec = (time_t)whole;
+  job->mtime.tv_nsec = (long)((mtime - whole) * 1e9);
+  if (job->mtime.tv_nsec > 999999999) job->mtime.tv_nsec = 999999999;
+  napi_value name;
+  napi_create_string_utf8(env, "oci-rootfs:writeFile", NAPI_AUTO_LENGTH, &name);
+  /* The references keep the body's bytes and the callback alive while a pool thread works. */
+  if (napi_create_reference(env, argv[2], 1, &job->body_ref) != napi_ok ||
+      napi_create_reference(env, argv[7], 1, &job->callback_ref) != napi_ok ||
+      napi_create_async_work(env, NULL, name, write_execute, write_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    write_release(env, job);
+    napi_throw_error(env, "ERR_OCI_ROOTFS_FS", "could not queue the write");
+    return NULL;
+  }
+  return NULL;
+}
+
 static void export_function(napi_env env, napi_value exports, const char *name, napi_callback callback) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, NULL, &fn);
@@ -285,6 +455,7 @@ static napi_value init(napi_env env, napi_value exports) {
   export_function(env, exports, "llistxattr", js_llistxattr);
   export_function(env, exports, "mknod", js_mknod);
   export_function(env, exports, "mkfifo", js_mkfifo);
+  export_function(env, exports, "writeFile", js_write_file);
   return exports;
 }
 

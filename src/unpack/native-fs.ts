@@ -15,6 +15,20 @@ export interface NativeFsBinding {
   /** `mode` holds the type bits (S_IFCHR, S_IFBLK) and the permissions (the umask applies). */
   mknod(path: Buffer, mode: number, major: number, minor: number): void;
   mkfifo(path: Buffer, mode: number): void;
+  /**
+   * A small regular file in one trip to the thread pool: open(path, flags, 0600), write all of
+   * `body`, fchown (unless `uid` is -1), fchmod(mode), futimens(mtime, mtime), close.
+   */
+  writeFile(
+    path: Buffer,
+    flags: number,
+    body: Buffer,
+    uid: number,
+    gid: number,
+    mode: number,
+    mtimeSeconds: number,
+    callback: (error: NodeJS.ErrnoException | null) => void,
+  ): void;
 }
 
 /** Relative to src/unpack/ and dist/unpack/ alike. */
@@ -33,7 +47,7 @@ export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBind
   if (binding === undefined) {
     try {
       const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
-      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo'] as const).every((name) => typeof loaded[name] === 'function');
+      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile'] as const).every((name) => typeof loaded[name] === 'function');
       binding = complete ? (loaded as NativeFsBinding) : null;
       if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
     } catch (error) {
