@@ -163,7 +163,9 @@ async function measureEndToEnd(image, ref, dir) {
     const outGz = join(dir, `ours-${engine}.tar.gz`);
     const gzRuns = await repeat(config.runs, async () => {
       rmSync(outGz, { force: true });
-      return ourPull(ref, outGz, ['--gzip-engine', engine]);
+      // --no-passthrough: a one-layer image would otherwise pass its blob through, and the
+      // row would measure no engine at all (the pass-through has rows of its own).
+      return ourPull(ref, outGz, ['--gzip-engine', engine, '--no-passthrough']);
     });
     const m = summarize(gzRuns, rootfsBytes);
     if (existsSync(outGz)) m.outBytes = statSync(outGz).size;
@@ -181,6 +183,7 @@ async function measureEndToEnd(image, ref, dir) {
   const done = gzRuns[0]?.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((e) => e.type === 'done');
   res.gzip.engine = done?.gzipEngine;
   rmSync(outGz, { force: true });
+  if (image.layers.length === 1) await measurePassthrough(image, ref, outGz, rootfsBytes, res);
 
   log('  e2e: pull --format zstd');
   const outZst = join(dir, 'ours.tar.zst');
@@ -201,6 +204,40 @@ async function measureEndToEnd(image, ref, dir) {
   res.stdout = summarize(stdoutRuns, rootfsBytes);
   res.stdout.bytes = stdoutRuns[0].bytes;
   return { res, outTar };
+}
+
+/**
+ * A single gzip layer to .tar.gz: the pass-through (the default: the blob is written as it
+ * is when nothing would change), the flattened path (--no-passthrough), and the blob's own
+ * download (curl to /dev/null), interleaved. Target: pass-through ≤ 1.5× the download.
+ */
+async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
+  log('  e2e: single layer: pass-through vs --no-passthrough vs the blob download');
+  const [host, ...rest] = ref.split('/');
+  const repo = rest.join('/').replace(/:[^:]+$/, '');
+  const blobUrl = `http://${host}/v2/${repo}/blobs/${image.layers[0].digest}`;
+  const timeFile = join(tempRoot, 'time.txt');
+  const through = [];
+  const flattened = [];
+  const download = [];
+  const verified = [];
+  let passed = false;
+  for (let i = 0; i < config.runs; i++) {
+    download.push(await run('curl', ['-sf', '-o', '/dev/null', blobUrl], { timeV: true, timeFile }));
+    // What any tool that checks the digest and the diffID must do at least.
+    verified.push(await run('bash', ['-o', 'pipefail', '-c', `curl -sf ${blobUrl} | tee >(sha256sum > /dev/null) | gzip -dc | sha256sum > /dev/null`]));
+    rmSync(outGz, { force: true });
+    const r = await ourPull(ref, outGz, ['--progress', 'json']);
+    passed ||= /"path":"passthrough"/.test(r.stderr);
+    through.push(r);
+    rmSync(outGz, { force: true });
+    flattened.push(await ourPull(ref, outGz, ['--no-passthrough']));
+  }
+  rmSync(outGz, { force: true });
+  res.passthrough = { ...summarize(through, rootfsBytes), passed };
+  res.noPassthrough = summarize(flattened, rootfsBytes);
+  res.blobDownload = summarize(download, image.layers[0].size);
+  res.blobVerified = summarize(verified, rootfsBytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,6 +338,7 @@ const TARGETS = {
   unpackVsTar: 1.2,
   unpackVsPeer: 0.4,
   unpackEntriesPerSecond: 20_000,
+  passthroughVsDownload: 1.5,
   rssMiB: 150,
   rssGrowth: 0.1,
 };
@@ -355,11 +393,19 @@ function report(results, meta) {
       table([
         ['oci-rootfs end to end', 'gzip engine', 'wall s', 'CPU s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
         row('pull -o rootfs.tar', e.tar),
-        ...Object.entries(e.gzipByEngine ?? {}).map(([engine, m]) => row(`pull -o rootfs.tar.gz --gzip-engine ${engine}`, m, engineLabel[engine] ?? engine)),
+        ...Object.entries(e.gzipByEngine ?? {}).map(([engine, m]) => row(`pull -o rootfs.tar.gz --gzip-engine ${engine} --no-passthrough`, m, engineLabel[engine] ?? engine)),
         row('pull -o rootfs.tar.gz (default engine)', e.gzip, engineLabel[e.gzip.engine] ?? e.gzip.engine ?? '?'),
         row('pull --format zstd', e.zstd),
         row('pull -o - (stdout)', e.stdout),
         ...(e.unpack === undefined ? [] : [row('unpack DIR', e.unpack)]),
+        ...(e.passthrough
+          ? [
+              row(`single layer → .tar.gz with pass-through${e.passthrough.passed ? '' : ' (FELL BACK)'}`, e.passthrough),
+              row('single layer → .tar.gz --no-passthrough', e.noPassthrough),
+              row('ceiling: the blob download alone (curl)', e.blobDownload),
+              row('ceiling: curl | gzip -dc | sha256sum (+ sha256 of the blob)', e.blobVerified),
+            ]
+          : []),
       ]),
     );
     if (r.stages) {
@@ -413,6 +459,15 @@ function report(results, meta) {
         [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: CPU time`, fmt(v.cpu, 2), '', ''],
         [`pull → .tar.gz (${engine}) / pigz -6 -p 2 of our tar: output size`, fmt(v.size, 3), `≤ ${TARGETS.gzipSizeVsPigz}`, verdict(v.size, TARGETS.gzipSizeVsPigz)],
       );
+    }
+    if (e.passthrough?.seconds && e.blobDownload?.seconds) {
+      q.passthroughVsDownload = e.passthrough.seconds / e.blobDownload.seconds;
+      ratioRows.push(['pass-through time / blob download time', fmt(q.passthroughVsDownload, 2), `≤ ${TARGETS.passthroughVsDownload}`, verdict(q.passthroughVsDownload, TARGETS.passthroughVsDownload)]);
+      if (e.blobVerified?.seconds) {
+        q.passthroughVsVerified = e.passthrough.seconds / e.blobVerified.seconds;
+        ratioRows.push(['pass-through time / download+gunzip+sha256 time (info)', fmt(q.passthroughVsVerified, 2), '-', '-']);
+      }
+      if (e.noPassthrough?.seconds) ratioRows.push(['pass-through time / --no-passthrough time (info)', fmt(e.passthrough.seconds / e.noPassthrough.seconds, 2), '-', '-']);
     }
     if (r.kind === 'many') ratioRows.push(['entries per second, tar output', fmt(q.entriesPerSecond, 0), `≥ ${TARGETS.entriesPerSecond}`, verdict(q.entriesPerSecond, TARGETS.entriesPerSecond, false)]);
     if (e.unpack?.seconds !== undefined) {

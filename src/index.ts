@@ -76,6 +76,7 @@ export {
   type Superseded,
 } from './flatten/flatten.js';
 export { flattenTo$, type FlattenEvent, type FlattenToOptions, type RestartableOutput } from './pull/flatten-to.js';
+export { passthroughLayer, type PassthroughOutput } from './pull/passthrough.js';
 export {
   COMPRESSOR_ENGINES,
   compressionEngines,

@@ -36,7 +36,9 @@ export function registerExistsCommand(program: Command, io: CliIo): Command {
     .addHelpText('after', EXAMPLES)
     .action(async (image: string, options: ExistsCommandOptions) => {
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { imageExists } = await import('../index.js');
+        // The query alone, not the API barrel (flattener, streams, compressors): `exists` spends
+        // its time on the network.
+        const { imageExists } = await import('../queries/inspect.js');
         const found = await imageExists(image, registryOptions);
         if (found === undefined) {
           if (options.quiet !== true) {

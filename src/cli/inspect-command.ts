@@ -48,7 +48,7 @@ export function registerInspectCommand(program: Command, io: CliIo): Command {
     .action(async (image: string, options: InspectCommandOptions) => {
       if (options.json === true && options.raw === true) throw new UsageError('--json and --raw cannot be used together');
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { inspectImage, readManifest } = await import('../index.js');
+        const { inspectImage, readManifest } = await import('../queries/inspect.js');
         if (options.raw === true && options.platform === undefined) {
           // The bytes the source names, whatever they are: no platform pick, no config read.
           await writeOut(io, (await readManifest(image, registryOptions)).bytes);
@@ -77,7 +77,7 @@ export function registerConfigCommand(program: Command, io: CliIo): Command {
     .addHelpText('after', CONFIG_EXAMPLES)
     .action(async (image: string, options: ConfigCommandOptions) => {
       await withRegistryOptions(options, io, async (registryOptions) => {
-        const { inspectImage } = await import('../index.js');
+        const { inspectImage } = await import('../queries/inspect.js');
         const { config } = await inspectImage(image, registryOptions);
         if (config.json === undefined) {
           throw new ManifestError(`${image} is not a container image (config media type ${config.mediaType})`);

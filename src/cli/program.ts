@@ -2,26 +2,17 @@
  * The `oci-rootfs` program: its commands, help and exit statuses, for any streams. `main.ts`
  * runs it on the process; tests run it in-process with streams of their own.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
-import { compressionEngines } from '../streams/compress.js';
-import { fsEngine } from '../unpack/native-fs.js';
 import { QuietFailure, reportError, usageErrorFromCommander } from './errors.js';
 import { registerExistsCommand } from './exists-command.js';
 import { registerConfigCommand, registerInspectCommand } from './inspect-command.js';
 import { registerPullCommand } from './pull-command.js';
 import { registerUnpackCommand } from './unpack-command.js';
 import type { CliIo } from './shared.js';
+import { versionText } from './version.js';
 
 export type { CliIo } from './shared.js';
-
-/** The version of the installed package: dist/cli/main.js and src/cli/main.ts both sit two levels below it. */
-function packageVersion(): string {
-  const manifest: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  const version = (manifest as { version?: unknown }).version;
-  return typeof version === 'string' ? version : 'unknown';
-}
 
 const EXAMPLES_AND_EXIT_STATUSES = `
 Examples:
@@ -40,12 +31,6 @@ Exit status:
   not found, 4 authentication, 5 rate limited, 6 network, 7 integrity (digest or size),
   8 unsafe or malformed content, 130 interrupted
 `;
-
-/** `--version`: the package version on the first line, then the engines in use. */
-function versionText(): string {
-  const engines = compressionEngines();
-  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nfs: ${fsEngine()}\nnode: ${process.version}`;
-}
 
 /**
  * The command line as a commander program over `io`. It throws instead of exiting; use
@@ -68,8 +53,8 @@ export function createProgram(io: CliIo): Command {
     });
   // Not commander's .version(): that takes the text up front, and finding the engines
   // loads the addons, which no other command should pay for at startup.
+  // runCli prints it (versionText() is async: it loads the compressors only then).
   program.on('option:version', () => {
-    io.stdout.write(`${versionText()}\n`);
     throw new CommanderError(ExitCode.ok, 'commander.version', '');
   });
   registerPullCommand(program, io);
@@ -103,6 +88,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     await program.parseAsync(argv);
     return ExitCode.ok;
   } catch (error) {
+    if (error instanceof CommanderError && error.code === 'commander.version') {
+      io.stdout.write(`${await versionText()}\n`);
+      return ExitCode.ok;
+    }
     // `--debug` is read from argv so it also covers errors raised while parsing.
     return error instanceof QuietFailure
       ? error.exitCode

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { AbortError, UsageError } from '../errors.js';
 import type { PullEvent, PullOptions, ResolvedEvent, ResolvedImage } from '../index.js';
-import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compress.js';
+import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compressor-engines.js';
 import { reportWarning } from './errors.js';
 import { addRegistryOptions, parseSeconds, type RegistryCommandOptions } from './registry-options.js';
 import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
@@ -44,6 +44,8 @@ export interface PullCommandOptions extends RegistryCommandOptions {
   digestFile?: string;
   ifChanged?: boolean;
   expandSparse?: boolean;
+  /** `--no-passthrough` makes it false. */
+  passthrough?: boolean;
 }
 
 export type { CliIo } from './shared.js';
@@ -81,6 +83,7 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .option('--format <format>', 'tar, gzip or zstd (default: from the -o extension, else tar)', parseFormat);
   return addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)')
     .option('--expand-sparse', 'write sparse files with their holes filled with zeros (default: kept sparse)')
+    .option('--no-passthrough', 'always flatten, even an image of one gzip layer pulled to a gzip file (default: its blob is written as published)')
     .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
@@ -167,6 +170,8 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     level: format === 'tar' ? null : (options.level ?? DEFAULT_LEVEL[format]),
     expandSparse: options.expandSparse === true,
     gzipEngine: gzipEngine ?? null,
+    // Whether a single gzip layer may be written as its blob (only a gzip file can take it).
+    passthrough: format === 'gzip' && file !== undefined && options.passthrough !== false,
   };
   const controller = new AbortController();
   const stopListening = abortOnInterrupt(controller);
@@ -184,7 +189,8 @@ export async function runPull(reference: string, options: PullCommandOptions, io
     let resolved: ResolvedEvent | undefined;
     let image: ResolvedImage | undefined;
     const onEvent = (pulled: PullEvent): void => {
-      const event = pulled.type === 'done' && gzipEngine !== undefined ? { ...pulled, gzipEngine } : pulled;
+      // A passed-through blob was deflated by its publisher, not by an engine of ours.
+      const event = pulled.type === 'done' && gzipEngine !== undefined && pulled.path !== 'passthrough' ? { ...pulled, gzipEngine } : pulled;
       if (event.type === 'resolved') resolved = event;
       reporter.event(event);
     };
@@ -210,7 +216,10 @@ export async function runPull(reference: string, options: PullCommandOptions, io
           const stage = compressorUsed ? api.createCompressor(format, compressorOptions) : compressor;
           compressorUsed = true;
           return hasher === undefined ? [stage] : [stage, hasher];
-        }));
+        }, recorded.passthrough ? () => {
+          hasher = options.digestFile === undefined ? undefined : new HashingPassThrough();
+          return hasher === undefined ? [] : [hasher];
+        } : undefined));
       } finally {
         // A pull that failed before its first byte never handed the compressor on.
         if (!compressorUsed) compressor.destroy();

@@ -50,6 +50,8 @@ export interface RecordedOptions {
    * which then never match a gzip output.
    */
   gzipEngine?: string | null;
+  /** Whether a single gzip layer could be passed through; a record written before had none (false). */
+  passthrough?: boolean;
 }
 
 /** The sidecar's content (version 1). */
@@ -95,7 +97,8 @@ export async function recordMatches(record: OutputRecord, output: string, option
     record.options.format === options.format &&
     record.options.level === options.level &&
     (record.options.expandSparse ?? false) === (options.expandSparse ?? false) &&
-    (record.options.gzipEngine ?? null) === (options.gzipEngine ?? null);
+    (record.options.gzipEngine ?? null) === (options.gzipEngine ?? null) &&
+    (record.options.passthrough ?? false) === (options.passthrough ?? false);
   if (!sameOptions) return false;
   try {
     return (await stat(output)).size === record.output.bytes;

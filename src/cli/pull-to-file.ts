@@ -19,18 +19,22 @@ export async function pullToFile(
   options: PullOptions & { onEvent?: (event: PullEvent) => void; onResolved?: (image: ResolvedImage) => void },
   path: string,
   stages: (attempt: number) => Duplex[],
+  /**
+   * Given, the output may take a single gzip layer's stored bytes as they are (pass-through):
+   * the stages in front of the file then, with no compressor.
+   */
+  storedStages?: (attempt: number) => Duplex[],
 ): Promise<WriteOutputResult> {
   const { createAtomicFile, pullRootfs$ } = await import('../index.js');
   const file = createAtomicFile(path, options.signal === undefined ? {} : { signal: options.signal });
   try {
-    const output = {
-      open: async (attempt: number) => {
-        const sink = await file.open(attempt);
-        const front = stages(attempt);
-        // compose() ends when the file has finished, and destroys every stage on failure.
-        return front.length === 0 ? sink : compose(...front, sink);
-      },
+    const opener = (front: (attempt: number) => Duplex[]) => async (attempt: number) => {
+      const sink = await file.open(attempt);
+      const stages = front(attempt);
+      // compose() ends when the file has finished, and destroys every stage on failure.
+      return stages.length === 0 ? sink : compose(...stages, sink);
     };
+    const output = { open: opener(stages), ...(storedStages === undefined ? {} : { openStored: opener(storedStages) }) };
     await new Promise<void>((done, fail) => {
       pullRootfs$(reference, { ...options, output }).subscribe({
         next: (event) => options.onEvent?.(event),

@@ -102,6 +102,11 @@ export interface DoneEvent {
    * same tar. pullRootfs itself writes an uncompressed tar and leaves this out.
    */
   gzipEngine?: 'native' | 'zlib' | 'pako';
+  /**
+   * How the output was made: `passthrough`, the single gzip layer's bytes as published
+   * (byte-identical to the blob), or `flatten`, the flattener's tar.
+   */
+  path: 'passthrough' | 'flatten';
 }
 
 export type PullEvent =

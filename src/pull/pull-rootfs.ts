@@ -1,5 +1,5 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile } from 'rxjs';
+import { concat, defer, endWith, finalize, map, merge, mergeMap, Observable, of, Subject, switchMap, takeWhile, throwError } from 'rxjs';
 import { AbortError, toOciRootfsError } from '../errors.js';
 import { registryClientOptions } from '../queries/options.js';
 import { resolveImage, type ResolvedImage } from '../queries/resolve.js';
@@ -10,6 +10,7 @@ import type { PullEvent, ResolvedEvent } from './events.js';
 import { flattenTo$, type FlattenToOptions, type RestartableOutput } from './flatten-to.js';
 import { layerSources, type LayerSourceOptions } from '../stores/layer-sources.js';
 import type { PullOptions } from './pull-options.js';
+import { passThrough, passthroughLayer, type PassthroughOutput } from './passthrough.js';
 
 export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
   /**
@@ -25,6 +26,12 @@ export interface PullRootfs$Options extends PullOptions, FlattenToOptions {
    * is fetched: what `--config-out` writes, with no second request for the config.
    */
   onResolved?: (image: ResolvedImage) => void;
+  /**
+   * Pass a single gzip layer through as its own bytes when `output` can take them (a
+   * {@link PassthroughOutput}: a gzip file) and nothing in it would be changed by flattening
+   * (default true; `--no-passthrough`). The `done` event's `path` says what ran.
+   */
+  passthrough?: boolean;
 }
 
 const FINISHED = Symbol('finished');
@@ -77,12 +84,17 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
     const pull$ = resolveImage$(store, options).pipe(
       map((image) => {
         options.onResolved?.(image);
-        return { resolved: resolvedEvent(reference, image), layers: layerSources(store, image.layers, counters) };
+        return {
+          resolved: resolvedEvent(reference, image),
+          layers: layerSources(store, image.layers, counters),
+          passthrough: passthroughLayer(image.layers, options.output, options),
+        };
       }),
-      switchMap(({ resolved, layers }) => {
+      switchMap(({ resolved, layers, passthrough }) => {
         let bytesOut = 0;
         let entries = 0;
-        const flatten$ = flattenTo$(layers, options.output, options).pipe(
+        let path: 'passthrough' | 'flatten' = 'flatten';
+        const flatten$ = (output: Writable | RestartableOutput): Observable<PullEvent> => flattenTo$(layers, output, options).pipe(
           mergeMap((event): PullEvent[] => {
             if (event.type === 'end') {
               bytesOut = event.bytesOut;
@@ -118,9 +130,43 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
             bytesOut,
             entries,
             seconds: (Date.now() - started) / 1000,
+            path,
           }),
         );
-        return concat(of(resolved), flatten$, done$);
+        if (passthrough === undefined) return concat(of(resolved), flatten$(options.output), done$);
+        const output = options.output as PassthroughOutput;
+        const layer = resolved.layers[0]!;
+        const tried$ = (attempt: number): Observable<PullEvent> => passThrough$(store, passthrough, output, counters, attempt).pipe(
+          mergeMap((outcome): Observable<PullEvent> => {
+            if (outcome.passed) {
+              path = 'passthrough';
+              bytesOut = outcome.tarBytes;
+              entries = outcome.entries;
+              const done: PullEvent = {
+                type: 'layer-done',
+                index: 0,
+                bytesIn: bytesInByLayer.get(0) ?? 0,
+                bytesOut: outcome.tarBytes,
+                entriesWritten: outcome.entries,
+                entriesSkipped: 0,
+              };
+              return of(done);
+            }
+            if ('damaged' in outcome) {
+              // Damaged on the way: once more, as the normal path fetches a damaged layer
+              // once more; the output must not depend on the network.
+              if (attempt > 0) return throwError(() => outcome.damaged);
+              const what = `layer 0 (${layer.digest})`;
+              const retry: PullEvent = { type: 'retry', what, attempt: attempt + 1, reason: outcome.reason, delayMs: 0 };
+              return concat(of(retry), tried$(attempt + 1));
+            }
+            const retry: PullEvent = { type: 'retry', what: 'output', attempt: attempt + 1, reason: outcome.reason, delayMs: 0 };
+            // The pass-through's attempts came first: the flatten's come after them.
+            return concat(of(retry), flatten$({ open: (number: number) => output.open(number + attempt + 1) }));
+          }),
+        );
+        const start: PullEvent = { type: 'layer-start', index: 0, digest: layer.digest, size: layer.size };
+        return concat(of(resolved, start), tried$(0), done$);
       }),
     );
     return merge(pull$.pipe(endWith(FINISHED)), network$, abortError$(options.signal)).pipe(
@@ -130,6 +176,27 @@ export function pullRootfs$(reference: string, options: PullRootfs$Options): Obs
         close();
       }),
     );
+  });
+}
+
+/** {@link passThrough} as a cold Observable: unsubscribing aborts it. */
+function passThrough$(
+  store: ImageStore,
+  layer: Parameters<typeof passThrough>[1],
+  output: PassthroughOutput,
+  counters: LayerSourceOptions,
+  attempt: number,
+): Observable<Awaited<ReturnType<typeof passThrough>>> {
+  return new Observable((subscriber) => {
+    const controller = new AbortController();
+    passThrough(store, layer, output, { signal: controller.signal, counters, attempt }).then(
+      (outcome) => {
+        subscriber.next(outcome);
+        subscriber.complete();
+      },
+      (error: unknown) => subscriber.error(error),
+    );
+    return () => controller.abort();
   });
 }
 

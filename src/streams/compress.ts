@@ -22,10 +22,8 @@ import { createZstdCompressor, nodeHasZstd, zstdAvailable } from './zstd.js';
 /** What `-o` / `--format` can name. */
 export type OutputFormat = 'tar' | 'gzip' | 'zstd';
 
-/** Which deflate implementation compresses a gzip output. */
-export type CompressorEngine = 'native' | 'zlib' | 'pako';
-
-export const COMPRESSOR_ENGINES: readonly CompressorEngine[] = ['native', 'zlib', 'pako'];
+import type { CompressorEngine } from './compressor-engines.js';
+export { COMPRESSOR_ENGINES, type CompressorEngine } from './compressor-engines.js';
 
 export interface CompressorOptions {
   /**

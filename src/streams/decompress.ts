@@ -29,13 +29,21 @@ export function decompressor(kind: DecompressorKind): Duplex {
 
 /** Gunzip that refuses truncation and any non-zero byte after the last member. */
 export class StrictGunzip extends StrictInflater<zlib.Gunzip> {
+  #padded = false;
+
   constructor() {
     // 256 KiB output chunks: at the 16 KiB default, node:zlib inflates no faster than `gzip -dc`.
     super(zlib.createGunzip({ chunkSize: 256 * 1024 }));
   }
 
+  /** Whether bytes (zero padding) followed the last member: a byte-exact copy would keep them. */
+  get padded(): boolean {
+    return this.#padded;
+  }
+
   /** Zero padding after the last member is tolerated (DESIGN §3), nothing else. */
   protected override checkTrailer(bytes: Buffer): MalformedArchiveError | null {
+    if (bytes.length > 0) this.#padded = true;
     return bytes.every((byte) => byte === 0)
       ? null
       : new MalformedArchiveError('gzip stream: unexpected data after the last member (only zero padding is allowed)');

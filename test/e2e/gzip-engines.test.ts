@@ -124,7 +124,7 @@ describe('pull -o rootfs.tar.gz with each gzip engine', () => {
     const first = await cli(['pull', '--if-changed', reference, '-o', 'rootfs.tar.gz', '--gzip-engine', engine], dir);
     expect(first.code, first.stderr).toBe(0);
     const record = JSON.parse(await readFile(join(dir, 'rootfs.tar.gz.oci-rootfs.json'), 'utf8')) as { options: Record<string, unknown> };
-    expect(record.options).toEqual({ platform: null, format: 'gzip', level: 6, gzipEngine: engine });
+    expect(record.options).toEqual({ platform: null, format: 'gzip', expandSparse: false, level: 6, gzipEngine: engine });
 
     const same = await cli(['pull', '--if-changed', reference, '-o', 'rootfs.tar.gz', '--gzip-engine', engine], dir);
     expect(same.code, same.stderr).toBe(0);

@@ -152,7 +152,7 @@ describe('plain lines and the summary', () => {
       { type: 'progress', index: 1, bytes: 100, total: 3_000 },
       { type: 'layer-done', index: 1, bytesIn: 3_000, bytesOut: 10_240, entriesWritten: 1, entriesSkipped: 2 },
       { type: 'retry', what: 'blob x', attempt: 2, reason: 'ECONNRESET', delayMs: 1_500 },
-      { type: 'done', manifestDigest: digest(9), bytesIn: 5_000, bytesOut: 20_480, entries: 3, seconds: 1 },
+      { type: 'done', manifestDigest: digest(9), bytesIn: 5_000, bytesOut: 20_480, entries: 3, seconds: 1, path: 'flatten' },
     ];
     const lines = events.map((event) => {
       progress.apply(event);
@@ -201,7 +201,7 @@ describe('choosing and running a reporter', () => {
     reporter.event({ type: 'layer-done', index: 1, bytesIn: 2_000, bytesOut: 4_096, entriesWritten: 2, entriesSkipped: 0 });
     reporter.event({ type: 'warning', code: 'W', message: 'something odd' });
     reporter.event({ type: 'layer-done', index: 0, bytesIn: 3_000, bytesOut: 8_192, entriesWritten: 1, entriesSkipped: 0 });
-    reporter.event({ type: 'done', manifestDigest: digest(9), bytesIn: 3_000, bytesOut: 8_192, entries: 3, seconds: 1 });
+    reporter.event({ type: 'done', manifestDigest: digest(9), bytesIn: 3_000, bytesOut: 8_192, entries: 3, seconds: 1, path: 'flatten' });
     reporter.finish({ bytesWritten: 8_192, output: 'out.tar', format: 'tar', seconds: 1 });
     const text = stream.text();
     // Four lines per frame (header, two layers, total): each redraw goes up four lines.

@@ -42,6 +42,12 @@ export interface ReadTarOptions {
    * (a volume label, Solaris ACL or old GNU rename list was skipped).
    */
   onWarning?: (warning: TarWarning) => void;
+  /**
+   * Told the type flag of every header block, before its entry is read: with the payload for
+   * extension headers (`x`, `X`, `g`, `L`, `K`), which the reader folds or drops. For callers
+   * that must know the archive's exact dialect (the single-layer pass-through).
+   */
+  onHeader?: (flag: string, payload?: Buffer) => void;
 }
 
 /**
@@ -60,7 +66,7 @@ export async function* readTar(
   source: AsyncIterable<Uint8Array>,
   options: ReadTarOptions = {},
 ): AsyncGenerator<TarEntry> {
-  const { signal, onWarning } = options;
+  const { signal, onWarning, onHeader } = options;
   const input = new ArchiveInput(source, signal);
   let entry: ArchiveEntry | undefined;
   let finished = false;
@@ -68,7 +74,7 @@ export async function* readTar(
     for (let ordinal = 0; ; ordinal++) {
       if (entry !== undefined && !entry.finishNow()) await entry.finish();
       throwIfAborted(signal);
-      const plan = await readEntryPlan(input, ordinal, onWarning);
+      const plan = await readEntryPlan(input, ordinal, onWarning, onHeader);
       if (plan === null) {
         await input.drain();
         finished = true;
@@ -677,6 +683,7 @@ async function readEntryPlan(
   input: ArchiveInput,
   ordinal: number,
   onWarning: ((warning: TarWarning) => void) | undefined,
+  onHeader?: (flag: string, payload?: Buffer) => void,
 ): Promise<EntryPlan | null> {
   const ext: Extensions = { longName: undefined, longLink: undefined, records: NO_RECORDS };
   const label: Where = () => entryLabel(ordinal, undefined);
@@ -706,17 +713,18 @@ async function readEntryPlan(
     }
     const flag = String.fromCharCode(block[156]!);
     const type = TYPES[flag];
+    if (type !== undefined) onHeader?.(flag);
     if (type !== undefined) return readEntry(input, block, flag, type, ext, ordinal);
     switch (flag) {
       case 'x':
       case 'X': // Solaris tar's name for the same header, read as such by GNU tar and libarchive
         // Of consecutive PAX headers only the last applies (Go, libarchive, GNU tar).
-        ext.records = parsePaxRecords(await readExtension(input, block, flag, label), label);
+        ext.records = parsePaxRecords(tell(onHeader, flag, await readExtension(input, block, flag, label)), label);
         pendingExtension = true;
         continue;
       case 'L':
       case 'K': {
-        const data = await readExtension(input, block, flag, label);
+        const data = tell(onHeader, flag, await readExtension(input, block, flag, label));
         // As in Go, an empty long name leaves the header's own name in place.
         const text = cString(data, 0, data.length);
         if (flag === 'L') ext.longName = text.length > 0 ? text : undefined;
@@ -727,11 +735,12 @@ async function readEntryPlan(
       case 'g':
         // Global headers would change every later entry; image layers have no business with
         // them, so (like Docker's tooling) we check them and drop them.
-        parsePaxRecords(await readExtension(input, block, flag, label), label);
+        parsePaxRecords(tell(onHeader, flag, await readExtension(input, block, flag, label)), label);
         continue;
       default:
         break;
     }
+    onHeader?.(flag);
     const name = cString(block, 0, 100);
     const skipped = SKIPPED[flag];
     if (skipped === undefined) {
@@ -759,6 +768,12 @@ async function readEntryPlan(
       pendingExtension = false;
     }
   }
+}
+
+/** Passes an extension header's payload to `onHeader`, and on. */
+function tell(onHeader: ((flag: string, payload?: Buffer) => void) | undefined, flag: string, payload: Buffer): Buffer {
+  onHeader?.(flag, payload);
+  return payload;
 }
 
 /**
