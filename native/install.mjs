@@ -1,6 +1,7 @@
-// `npm install` hook: builds the optional libdeflate addon (native/oci_deflate.c) with
-// node-gyp. It must never fail the install: without Linux, a C compiler, libdeflate's
-// headers or node-gyp, it prints one line and oci-rootfs deflates with node:zlib instead.
+// `npm install` hook: builds the optional addons (native/oci_fs.c, native/oci_deflate.c)
+// with node-gyp. It must never fail the install: without Linux, a C compiler or node-gyp it
+// prints one line and oci-rootfs deflates with node:zlib and unpack uses python3 instead;
+// without libdeflate's headers only the deflate addon is skipped.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -8,7 +9,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const fallback = 'oci-rootfs will deflate with node:zlib';
+const deflateFallback = 'oci-rootfs will deflate with node:zlib';
+const fsFallback = 'unpack will use python3 for xattrs, device nodes and fifos';
+const fallback = `${deflateFallback}; ${fsFallback}`;
 
 function say(line) {
   console.log(`oci-rootfs: ${line}`);
@@ -36,35 +39,57 @@ function localNodeDir() {
   return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined;
 }
 
+/** One node-gyp rebuild; the last line mentioning an error when it fails, else undefined. */
+function gypRebuild(nodeGyp, cc, buildDeflate) {
+  const nodeDir = localNodeDir();
+  const args = [nodeGyp, 'rebuild', ...(nodeDir === undefined ? [] : [`--nodedir=${nodeDir}`])];
+  // The addons are C only: link with the C compiler, so no C++ compiler is needed.
+  const env = { ...process.env, CC: cc, LINK: process.env.LINK || cc, OCI_ROOTFS_BUILD_DEFLATE: buildDeflate ? '1' : '0' };
+  const result = spawnSync(process.execPath, args, { cwd: here, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (result.error === undefined && result.status === 0) return undefined;
+  const detail = `${result.stderr ?? ''}`.trim().split('\n').filter((line) => /error/i.test(line)).slice(-1)[0];
+  return detail === undefined ? 'failed' : `failed (${detail.trim()})`;
+}
+
+function succeeded(cc, args) {
+  const probe = spawnSync(cc, args.args, { input: args.input, stdio: ['pipe', 'ignore', 'ignore'] });
+  return probe.error === undefined && probe.status === 0;
+}
+
+/**
+ * Two addons, each optional on its own: oci_fs (libc only: xattrs, device nodes and fifos
+ * for `unpack`) and oci_deflate (libdeflate). Where libdeflate's headers are missing or its
+ * addon fails to build, oci_fs is built alone.
+ */
 function build() {
   // What this install could build, nothing older: an addon left from an earlier source or
   // Node would otherwise be loaded although this build was skipped or failed.
   rmSync(join(here, 'build'), { recursive: true, force: true });
-  if (process.env.OCI_ROOTFS_NATIVE === '0') return say(`native deflate not built (OCI_ROOTFS_NATIVE=0); ${fallback}`);
-  if (process.platform !== 'linux') return say(`native deflate is built on Linux only; ${fallback}`);
+  if (process.env.OCI_ROOTFS_NATIVE === '0') return say(`native addons not built (OCI_ROOTFS_NATIVE=0); ${fallback}`);
+  if (process.platform !== 'linux') return say(`native addons are built on Linux only; ${fallback}`);
   const cc = process.env.CC || 'cc';
-  // One preprocessor run answers "is there a C compiler" and "are libdeflate's headers there".
-  const probe = spawnSync(cc, ['-E', '-x', 'c', '-'], { input: '#include <libdeflate.h>\n', stdio: ['pipe', 'ignore', 'ignore'] });
-  if (probe.error !== undefined || probe.status !== 0) {
-    return say(`no C compiler (${cc}) or no libdeflate headers (apt install libdeflate-dev); ${fallback}`);
+  if (!succeeded(cc, { args: ['-E', '-x', 'c', '-'], input: '#include <sys/xattr.h>\n' })) {
+    return say(`no C compiler (${cc}); ${fallback}`);
   }
   const nodeGyp = findNodeGyp();
   if (nodeGyp === undefined) return say(`node-gyp not found; ${fallback}`);
-  const nodeDir = localNodeDir();
-  const args = [nodeGyp, 'rebuild', ...(nodeDir === undefined ? [] : [`--nodedir=${nodeDir}`])];
-  // The addon is C only: link with the C compiler, so no C++ compiler is needed.
-  const env = { ...process.env, CC: cc, LINK: process.env.LINK || cc };
-  const result = spawnSync(process.execPath, args, { cwd: here, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  if (result.error !== undefined || result.status !== 0) {
-    const detail = `${result.stderr ?? ''}`.trim().split('\n').filter((line) => /error/i.test(line)).slice(-1)[0];
-    return say(`native deflate build failed${detail === undefined ? '' : ` (${detail.trim()})`}; ${fallback}`);
+  let deflateNote = 'native deflate built (libdeflate)';
+  let failure;
+  if (!succeeded(cc, { args: ['-E', '-x', 'c', '-'], input: '#include <libdeflate.h>\n' })) {
+    deflateNote = `no libdeflate headers (apt install libdeflate-dev); ${deflateFallback}`;
+  } else {
+    failure = gypRebuild(nodeGyp, cc, true);
+    if (failure === undefined) return say(`native fs built; ${deflateNote}`);
+    deflateNote = `native deflate build ${failure}; ${deflateFallback}`;
   }
-  say('native deflate built (libdeflate)');
+  failure = gypRebuild(nodeGyp, cc, false);
+  if (failure !== undefined) return say(`native addons build ${failure}; ${fallback}`);
+  say(`native fs built; ${deflateNote}`);
 }
 
 try {
   build();
 } catch (error) {
-  say(`native deflate not built (${error instanceof Error ? error.message : String(error)}); ${fallback}`);
+  say(`native addons not built (${error instanceof Error ? error.message : String(error)}); ${fallback}`);
 }
 process.exitCode = 0;

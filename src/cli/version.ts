@@ -18,8 +18,9 @@ export function packageVersion(): string {
  */
 export async function versionText(): Promise<string> {
   const { compressionEngines } = await import('../streams/compress.js');
+  const { fsEngine } = await import('../unpack/native-fs.js');
   const engines = compressionEngines();
-  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nnode: ${process.version}`;
+  return `${packageVersion()}\ngzip: ${engines.gzip}\nzstd: ${engines.zstd}\nfs: ${fsEngine()}\nnode: ${process.version}`;
 }
 
 /** Whether `args` (after node and the script) ask for the version and nothing else. */

@@ -80,6 +80,25 @@ export async function removeTree(path: string): Promise<void> {
   }
 }
 
+/**
+ * Removes everything inside `path` (a partial directory being started over) but keeps the
+ * directory itself, so its 0700 mode and ownership stay as created. Entries are named as
+ * Buffers: a name that is not UTF-8 would not survive a string.
+ */
+export async function emptyDirectory(path: string): Promise<void> {
+  const base = Buffer.from(path);
+  for (const name of await readdir(base, { encoding: 'buffer' })) {
+    const child = Buffer.concat([base, SLASH, name]);
+    try {
+      await rm(child, { recursive: true, force: true });
+    } catch {
+      // A rootless attempt may have made directories read-only already.
+      makeWritable(child);
+      await rm(child, { recursive: true, force: true });
+    }
+  }
+}
+
 function makeWritable(path: Buffer | string): void {
   const stats = lstatSync(path, { throwIfNoEntry: false });
   if (stats === undefined || !stats.isDirectory()) return;

@@ -1,15 +1,15 @@
 /**
  * What Node's fs cannot do: set extended attributes (binary names and values, on the link
- * itself), create device nodes and fifos. One `python3` process, started on first use and
- * kept for the whole unpack, does these through its `os` module (lsetxattr, mknod, mkfifo);
- * requests and answers are length-framed bytes on its stdin/stdout, so paths, names and
- * values that are not UTF-8 pass unchanged.
+ * itself), create device nodes and fifos. Our own addon (native/oci_fs.c, built at install
+ * wherever a C compiler is) does these as direct syscalls. Without it, one `python3`
+ * process, started on first use and kept for the whole unpack, does them through its `os`
+ * module (lsetxattr, mknod, mkfifo); requests and answers are length-framed bytes on its
+ * stdin/stdout, so paths, names and values that are not UTF-8 pass unchanged.
  *
- * Why not something else: `setfattr`/`mknod` per call cost a process each and take argv,
- * which Node can only pass as UTF-8; the npm `fs-xattr` addon needs a C toolchain at install
- * time and has no mknod. Python 3 is on nearly every Linux system that builds root
- * filesystems, and most images need it for a handful of entries at most (file capabilities,
- * `/dev` nodes), so a round trip per request is cheap.
+ * Why python3 as the fallback: `setfattr`/`mknod` per call cost a process each and take
+ * argv, which Node can only pass as UTF-8. Python 3 is on nearly every Linux system that
+ * builds root filesystems, and most images need it for a handful of entries at most (file
+ * capabilities, `/dev` nodes), so a round trip per request is cheap.
  *
  * Every path given here is one the disk writer has just created in a directory that only it
  * can enter (the 0700 partial directory), with every parent checked to be a real directory.
@@ -17,6 +17,8 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import { nativeDisabled } from '../streams/native-deflate.js';
+import { loadNativeFs, type NativeFsBinding } from './native-fs.js';
 
 const OP_SETXATTR = 1;
 const OP_MKNOD = 2;
@@ -88,27 +90,46 @@ export class SpecialFiles {
   #pending: Array<{ resolve: (errno: number) => void; reject: (error: Error) => void }> = [];
   #answers: Buffer = Buffer.alloc(0);
   readonly #python: string;
+  readonly #native: NativeFsBinding | undefined;
 
-  constructor(options: { python?: string } = {}) {
+  /**
+   * `native`: the addon to use, `null` for the python3 helper only; by default the addon
+   * when it loads ({@link loadNativeFs}).
+   */
+  constructor(options: { python?: string; native?: NativeFsBinding | null } = {}) {
     this.#python = options.python ?? 'python3';
+    this.#native = options.native === undefined ? loadNativeFs() : (options.native ?? undefined);
+  }
+
+  /** Which engine does the work: `native` (the addon) or `python3` (the helper process). */
+  get engine(): 'native' | 'python3' {
+    return this.#native === undefined ? 'python3' : 'native';
   }
 
   /** lsetxattr(2): never follows a symlink at `path`. */
   async setXattr(path: Buffer, name: Buffer, value: Buffer): Promise<void> {
+    const native = this.#native;
+    if (native !== undefined) return nativeCall(() => native.lsetxattr(path, name, value), () => `setxattr ${name.toString('latin1')}`);
     await this.#call(OP_SETXATTR, [path, name, value], () => `setxattr ${name.toString('latin1')}`);
   }
 
   /** lremovexattr(2). */
   async removeXattr(path: Buffer, name: Buffer): Promise<void> {
+    const native = this.#native;
+    if (native !== undefined) return nativeCall(() => native.lremovexattr(path, name), () => `removexattr ${name.toString('latin1')}`);
     await this.#call(OP_REMOVEXATTR, [path, name], () => `removexattr ${name.toString('latin1')}`);
   }
 
   /** mknod(2) with `mode` holding the file type bits (S_IFCHR or S_IFBLK) and permissions. */
   async mknod(path: Buffer, mode: number, major: number, minor: number): Promise<void> {
+    const native = this.#native;
+    if (native !== undefined) return nativeCall(() => native.mknod(path, mode, major, minor), () => 'mknod');
     await this.#call(OP_MKNOD, [path, text(mode), text(major), text(minor)], () => 'mknod');
   }
 
   async mkfifo(path: Buffer, mode: number): Promise<void> {
+    const native = this.#native;
+    if (native !== undefined) return nativeCall(() => native.mkfifo(path, mode), () => 'mkfifo');
     await this.#call(OP_MKFIFO, [path, text(mode)], () => 'mkfifo');
   }
 
@@ -151,9 +172,12 @@ export class SpecialFiles {
     child.on('error', (error: NodeJS.ErrnoException) => {
       fail(
         error.code === 'ENOENT'
-          ? new Error(`${this.#python} is needed to set extended attributes and create device nodes and fifos, and was not found`, {
-              cause: error,
-            })
+          ? new Error(
+              `${this.#python} is needed to set extended attributes and create device nodes and fifos, and was not found: ` +
+                `install python3, or build oci-rootfs's native addon with a C compiler (\`node native/install.mjs\` in the package)` +
+                (nativeDisabled() ? ', and leave OCI_ROOTFS_NATIVE unset' : ''),
+              { cause: error },
+            )
           : error,
       );
     });
@@ -170,6 +194,18 @@ export class SpecialFiles {
       }
     });
     return child;
+  }
+}
+
+/** One synchronous addon call; its errno error as a {@link SpecialFileError}, like the helper's. */
+function nativeCall(call: () => void, describe: () => string): Promise<void> {
+  try {
+    call();
+    return Promise.resolve();
+  } catch (error) {
+    const { code, errno } = error as NodeJS.ErrnoException;
+    if (typeof code !== 'string' || typeof errno !== 'number') return Promise.reject(error as Error);
+    return Promise.reject(new SpecialFileError(code, Math.abs(errno), describe()));
   }
 }
 

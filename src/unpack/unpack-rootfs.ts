@@ -3,14 +3,15 @@
  * instead of a tar (issue 12).
  */
 import { resolve as resolvePath } from 'node:path';
+import type { Writable } from 'node:stream';
 import { Observable } from 'rxjs';
-import { toOciRootfsError, UsageError } from '../errors.js';
+import { AbortError, toOciRootfsError, UsageError } from '../errors.js';
 import type { DoneEvent, PullEvent, WarningEvent } from '../pull/events.js';
-import type { FlattenToOptions } from '../pull/flatten-to.js';
+import type { FlattenToOptions, RestartableOutput } from '../pull/flatten-to.js';
 import type { PullOptions } from '../pull/pull-options.js';
 import { pullRootfs$, type PullRootfs$Options } from '../pull/pull-rootfs.js';
-import { createDiskSink } from './disk-sink.js';
-import { createPartialDirectory, type PartialDirectory } from './partial-directory.js';
+import { createDiskSink, type DiskSink } from './disk-sink.js';
+import { createPartialDirectory, emptyDirectory, type PartialDirectory } from './partial-directory.js';
 
 export interface UnpackOptions extends PullOptions, FlattenToOptions, Pick<PullRootfs$Options, 'onResolved'> {
   /** Where the rootfs goes: a directory that does not exist yet, or an empty one. */
@@ -77,18 +78,17 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
         await partial.remove();
         return;
       }
-      const warnings: WarningEvent[] = [];
-      const sink = createDiskSink(partial.path, {
-        rootless,
-        onWarning: (warning) => warnings.push({ type: 'warning', ...warning }),
-      });
-      stopped = sink.stopped;
-      // A pull that fails before its first byte never ends or destroys the sink itself.
-      stopSink = () => sink.stream.destroy();
+      const output = createRestartableTree(partial, rootless);
+      stopped = output.stopped();
+      stopSink = () => {
+        // A pull that fails before its first byte never ends or destroys the sink itself.
+        output.stop();
+        stopped = output.stopped();
+      };
       let done: DoneEvent | undefined;
       const { dir: _dir, rootless: _rootless, ...pullOptions } = options;
       await new Promise<void>((resolve, reject) => {
-        const subscription = pullRootfs$(reference, { ...pullOptions, output: sink.stream }).subscribe({
+        const subscription = pullRootfs$(reference, { ...pullOptions, output }).subscribe({
           next: (event) => {
             // `done` waits for the rename: until then the rootfs is not where it was asked to be.
             if (event.type === 'done') done = event;
@@ -99,11 +99,11 @@ export function unpackRootfs$(reference: string, options: UnpackOptions): Observ
         });
         stopPull = () => subscription.unsubscribe();
       });
-      await sink.stopped;
+      await output.stopped();
       await partial.commit();
       settled = true;
-      for (const warning of warnings) subscriber.next(warning);
-      if (done !== undefined) subscriber.next({ ...done, entries: sink.entries });
+      for (const warning of output.warnings()) subscriber.next(warning);
+      if (done !== undefined) subscriber.next({ ...done, entries: output.entries() });
       subscriber.complete();
     };
 
@@ -164,6 +164,57 @@ export function unpackRootfs(
       },
     });
   });
+}
+
+/** The partial directory as a {@link RestartableOutput}: one disk sink per attempt. */
+interface RestartableTree extends RestartableOutput {
+  /** Destroys the current attempt's sink, if any. */
+  stop(): void;
+  /** Settles once the current attempt's writer touches the tree no more. */
+  stopped(): Promise<void>;
+  /** What the last attempt could not keep, one summary per kind. */
+  warnings(): WarningEvent[];
+  /** Entries the last attempt wrote. */
+  entries(): number;
+}
+
+/**
+ * Like a file output, the tree can start over (DESIGN.md §3): a layer that holds a path
+ * twice restarts the pull knowing which copy to leave out, and a layer damaged in transit
+ * is fetched once more. Each attempt after the first waits for the previous writer to let
+ * go, empties the partial directory (keeping it, 0700 and ours) and starts a fresh disk
+ * sink, whose warnings alone count: the earlier attempt's tree is gone.
+ */
+function createRestartableTree(partial: PartialDirectory, rootless: boolean): RestartableTree {
+  let sink: DiskSink | undefined;
+  let warnings: WarningEvent[] = [];
+  let stopped = false;
+  return {
+    async open(attempt: number): Promise<Writable> {
+      if (sink !== undefined) {
+        if (!sink.stream.destroyed) sink.stream.destroy();
+        await sink.stopped;
+        sink = undefined;
+      }
+      if (attempt > 0) await emptyDirectory(partial.path);
+      // Stopped meanwhile: the partial directory is being removed, so start no writer in it.
+      if (stopped) throw new AbortError();
+      warnings = [];
+      const attemptWarnings = warnings;
+      sink = createDiskSink(partial.path, {
+        rootless,
+        onWarning: (warning) => attemptWarnings.push({ type: 'warning', ...warning }),
+      });
+      return sink.stream;
+    },
+    stop() {
+      stopped = true;
+      sink?.stream.destroy();
+    },
+    stopped: () => sink?.stopped ?? Promise.resolve(),
+    warnings: () => warnings,
+    entries: () => sink?.entries ?? 0,
+  };
 }
 
 function isRootless(options: UnpackOptions): boolean {

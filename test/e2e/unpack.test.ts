@@ -17,10 +17,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { AbortError, HardlinkTargetError, MalformedArchiveError } from '../../src/errors.js';
+import { AbortError, DigestMismatchError, HardlinkTargetError, MalformedArchiveError } from '../../src/errors.js';
 import type { PullEvent } from '../../src/pull/events.js';
 import { unpackRootfs } from '../../src/unpack/unpack-rootfs.js';
 import { diffTrees, listTar, listTree, sha256Hex, type TreeEntry } from '../helpers/listing.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { pushImage } from '../helpers/push.js';
 import { buildTar, type FixtureEntry } from '../helpers/tar-fixture.js';
 import { pullRootfs } from '../../src/pull/pull-rootfs.js';
@@ -543,5 +544,105 @@ run('unpack writes what pull streams', () => {
     const typeOf = (type: string): string => (type === 'hardlink' ? 'file' : type);
     expect(tree.map((entry) => `${entry.path} ${entry.type}`).sort()).toEqual(listed.map((entry) => `${entry.path} ${typeOf(entry.type)}`).sort());
     expect(tree.length).toBeGreaterThan(40);
+  });
+});
+
+// The tree is a restartable output, as a file is (DESIGN.md §3): each path once, and a layer
+// damaged in transit fetched once more, through an emptied partial directory.
+run('unpack starts over as pull -o FILE does', () => {
+  const FAST = { retryBaseDelayMs: 1, retryMaxDelayMs: 5, plainHttp: true } as const;
+  // Uncompressed, so a flipped byte in the second header is what the tar reader meets first.
+  const damaged = [file('a', Buffer.alloc(1000, 0x61)), file('b', 'bee\n'), file('c', Buffer.alloc(100_000, 0x63))];
+  const SECOND_HEADER = 3 * 512 + 20;
+
+  it('writes a path a layer holds twice once, the later copy, after one retry of the output', async () => {
+    const repo = `e2e-unpack/dup-${randomBytes(4).toString('hex')}`;
+    await pushImage(registry, repo, 'v1', {
+      layers: [
+        { tar: buildTar([file('base', 'base\n')]), compression: 'gzip' },
+        {
+          tar: buildTar([file('etc/motd', 'first\n', { mode: 0o644 }), file('keep', 'k\n'), file('etc/motd', 'second\n', { mode: 0o600, mtime: T0 + 9 })]),
+          compression: 'gzip',
+        },
+      ],
+    });
+    const parent = await place('dup');
+    const target = join(parent, 'rootfs');
+    const events: PullEvent[] = [];
+    const result = await unpackRootfs(`${registry}/${repo}:v1`, { dir: target, dockerConfigDir: work, ...FAST, onEvent: (event) => events.push(event) });
+    const tree = await listTree(target);
+    expect(tree.map((entry) => entry.path).sort()).toEqual(['base', 'etc', 'etc/motd', 'keep']);
+    expect(at(tree, 'etc/motd')).toMatchObject({ type: 'file', mode: '0600', mtime: T0 + 9, sha256: sha256Hex(Buffer.from('second\n')) });
+    // One entry per path, the root directory included (a stream would carry etc/motd twice).
+    expect(result.entries).toBe(5);
+    const retries = events.filter((event) => event.type === 'retry');
+    expect(retries).toHaveLength(1);
+    expect(retries[0]).toMatchObject({ what: 'output', attempt: 1 });
+    // Not the stream's "both are in the output" warning: the tree holds the later copy only.
+    const duplicates = events.filter((event) => event.type === 'warning' && event.code === 'DUPLICATE_PATH');
+    expect(duplicates.map((event) => event.type === 'warning' && event.message).join('\n')).not.toMatch(/both are in the output/);
+    expect(events.filter((event) => event.type === 'done')).toHaveLength(1);
+    expect(await readdir(parent)).toEqual(['rootfs']);
+  });
+
+  it('fetches a layer damaged in transit once more and unpacks it whole (2 GETs, a retry event)', async () => {
+    const repo = `e2e-unpack/damaged-${randomBytes(4).toString('hex')}`;
+    const image = await pushImage(registry, repo, 'v1', {
+      layers: [
+        { tar: buildTar([file('base', 'base\n')]), compression: 'gzip' },
+        { tar: buildTar(damaged), compression: 'none' },
+      ],
+    });
+    const proxy = await startFaultProxy({ upstream: registry });
+    try {
+      const blob = new RegExp(`/blobs/${image.layers[1]?.digest}$`);
+      proxy.add({ path: blob, fault: { type: 'corrupt', offset: SECOND_HEADER }, times: 1 });
+      const parent = await place('damaged');
+      const target = join(parent, 'rootfs');
+      const events: PullEvent[] = [];
+      await unpackRootfs(`${proxy.host}/${repo}:v1`, { dir: target, dockerConfigDir: work, ...FAST, onEvent: (event) => events.push(event) });
+      const tree = await listTree(target);
+      expect(tree.map((entry) => `${entry.path} ${entry.sha256 ?? ''}`).sort()).toEqual([
+        `a ${sha256Hex(Buffer.alloc(1000, 0x61))}`,
+        `b ${sha256Hex(Buffer.from('bee\n'))}`,
+        `base ${sha256Hex(Buffer.from('base\n'))}`,
+        `c ${sha256Hex(Buffer.alloc(100_000, 0x63))}`,
+      ]);
+      expect(proxy.faultsInjected).toBe(1);
+      expect(proxy.requests(blob).filter((request) => request.method === 'GET')).toHaveLength(2);
+      const retries = events.filter((event) => event.type === 'retry');
+      expect(retries).toHaveLength(1);
+      expect(retries[0]).toMatchObject({ what: `layer 1 (${image.layers[1]?.digest})`, attempt: 1 });
+      expect(await readdir(parent)).toEqual(['rootfs']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('fails when the layer is damaged again: a digest error, exit 7 through the CLI, nothing left', async () => {
+    const repo = `e2e-unpack/damaged-twice-${randomBytes(4).toString('hex')}`;
+    const image = await pushImage(registry, repo, 'v1', {
+      layers: [
+        { tar: buildTar([file('base', 'base\n')]), compression: 'gzip' },
+        { tar: buildTar(damaged), compression: 'none' },
+      ],
+    });
+    const proxy = await startFaultProxy({ upstream: registry });
+    try {
+      proxy.add({ path: new RegExp(`/blobs/${image.layers[1]?.digest}$`), fault: { type: 'corrupt', offset: SECOND_HEADER }, times: Infinity });
+      const parent = await place('damaged-twice');
+      await expect(unpackRootfs(`${proxy.host}/${repo}:v1`, { dir: join(parent, 'r'), dockerConfigDir: work, ...FAST })).rejects.toBeInstanceOf(
+        DigestMismatchError,
+      );
+      expect(proxy.faultsInjected).toBe(2);
+      expect(await readdir(parent)).toEqual([]);
+      const result = await cli(['unpack', '--plain-http', '--retries', '1', `${proxy.host}/${repo}:v1`, join(parent, 'r')]);
+      expect(result.code, result.stderr).toBe(7);
+      expect(result.stderr).toMatch(/^oci-rootfs: layer 1 \(sha256:[0-9a-f]{64}\) does not match its digest: corrupted in transit or in the registry's storage/);
+      expect(proxy.faultsInjected).toBe(4);
+      expect(await readdir(parent)).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 });

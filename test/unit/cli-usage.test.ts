@@ -91,14 +91,16 @@ describe('oci-rootfs CLI usage', () => {
     expect(lines[1]).toMatch(process.env['OCI_ROOTFS_NATIVE'] === '0' ? /^gzip: node:zlib / : /^gzip: libdeflate 1\.\d+$/);
     // Node >= 22.15 has zstd in node:zlib; before, the optional zstd-napi binding (installed in CI).
     expect(lines[2]).toBe(`zstd: ${typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function' ? 'node:zlib' : 'zstd-napi'}`);
-    expect(lines[3]).toBe(`node: ${process.version}`);
-    expect(lines).toHaveLength(4);
+    expect(lines[3]).toBe(process.env['OCI_ROOTFS_NATIVE'] === '0' ? 'fs: python3' : 'fs: native');
+    expect(lines[4]).toBe(`node: ${process.version}`);
+    expect(lines).toHaveLength(5);
   });
 
   it('says gzip falls back to node:zlib when OCI_ROOTFS_NATIVE=0 turns the addon off', async () => {
     const result = await spawned(['-V'], { ...process.env, OCI_ROOTFS_NATIVE: '0' });
     expect(result.code).toBe(0);
     expect(result.stdout.split('\n')[1]).toBe('gzip: node:zlib (OCI_ROOTFS_NATIVE=0)');
+    expect(result.stdout.split('\n')[3]).toBe('fs: python3');
   });
 
   it('checks --gzip-engine before any network traffic', async () => {

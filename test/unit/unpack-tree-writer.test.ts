@@ -15,7 +15,7 @@ import { HardlinkTargetError, UnsafeEntryError, UsageError } from '../../src/err
 import { paxKey } from '../../src/streams/tar/pax-key.js';
 import type { TarEntry, TarEntryType, TarHeader } from '../../src/streams/tar/types.js';
 import { entryXattrs, rootlessOwnerRecord } from '../../src/unpack/policy.js';
-import { createPartialDirectory, removeTree } from '../../src/unpack/partial-directory.js';
+import { createPartialDirectory, emptyDirectory, removeTree } from '../../src/unpack/partial-directory.js';
 import { SpecialFiles } from '../../src/unpack/special-files.js';
 import { TreeWriter, entryKey, type UnpackWarning } from '../../src/unpack/tree-writer.js';
 import { checkUnpackSupported } from '../../src/unpack/unpack-rootfs.js';
@@ -291,6 +291,20 @@ describe('xattrs of a header', () => {
 });
 
 describe('the partial directory', () => {
+  it('is emptied for an attempt that starts over, read-only directories and non-UTF-8 names included, and stays 0700', async () => {
+    const partial = await createPartialDirectory(join(work, 'again'));
+    const base = Buffer.from(partial.path);
+    await mkdir(join(partial.path, 'ro/sub'), { recursive: true });
+    await writeFile(join(partial.path, 'ro/sub/f'), 'f');
+    await chmod(join(partial.path, 'ro/sub'), 0o500);
+    await chmod(join(partial.path, 'ro'), 0o555);
+    await writeFile(Buffer.concat([base, Buffer.from('/bad-'), Buffer.from([0xff, 0xfe])]), 'x');
+    await emptyDirectory(partial.path);
+    expect(await readdir(partial.path)).toEqual([]);
+    expect(lstatSync(partial.path).mode & 0o7777).toBe(0o700);
+    await partial.remove();
+  });
+
   it('is created 0700 beside the target, renamed onto it, and refuses a non-empty target', async () => {
     const target = join(work, 'rootfs');
     const partial = await createPartialDirectory(target);
@@ -312,11 +326,11 @@ describe('where unpack cannot keep Unix metadata', () => {
     expect(() => checkUnpackSupported('linux')).not.toThrow();
   });
 
-  it('says that python3 is needed when an entry needs the helper and there is none', async () => {
-    const writer = new TreeWriter(root, { rootless: false, specialFiles: new SpecialFiles({ python: 'no-such-python3' }) });
+  it('names both fixes, python3 or the native addon, when an entry needs one and neither is there', async () => {
+    const writer = new TreeWriter(root, { rootless: false, specialFiles: new SpecialFiles({ python: 'no-such-python3', native: null }) });
     try {
       await writer.write(file('plain', 'no helper needed'));
-      await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos/);
+      await expect(writer.write(entry(header('fifo', 'fifo')))).rejects.toThrow(/no-such-python3 is needed to set extended attributes and create device nodes and fifos, and was not found: install python3, or build oci-rootfs's native addon/);
     } finally {
       await writer.close();
     }

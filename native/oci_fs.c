@@ -1,0 +1,462 @@
+/*
+ * oci_fs: the few syscalls `unpack` needs that node:fs does not have, called directly.
+ *
+ * Nothing but libc, so it builds wherever a C compiler and Node's headers are (libdeflate's
+ * headers are not needed). Synchronous: each call is one cheap syscall on a path the disk
+ * writer has just created (microseconds), far less than a hop to the thread pool would
+ * cost. Paths, names and values are Buffers, so names that are not UTF-8 pass unchanged.
+ * A failure throws an Error whose `code` is the errno name (EPERM, ENOTSUP, EEXIST...) and
+ * `errno` the number, like node:fs errors; `syscall` and `path` are set too.
+ *
+ *   lsetxattr(path: Buffer, name: Buffer, value: Buffer): void
+ *   lremovexattr(path: Buffer, name: Buffer): void
+ *   llistxattr(path: Buffer): Buffer[]
+ *   mknod(path: Buffer, mode: number, major: number, minor: number): void
+ *   mkfifo(path: Buffer, mode: number): void
+ *   writeFile(path, flags, body, uid, gid, mode, mtime, callback(error | null)): void
+ *       a small regular file (open, write, fchown, fchmod, futimens, close) on the pool
+ *
+ * mknod and mkfifo apply the process umask like the syscalls do: clearing it around the call
+ * would change it for every thread of the process (libuv's pool creates files meanwhile), and
+ * the disk writer sets the exact mode with chmod afterwards anyway.
+ */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ERROR_CODE_INVALID "ERR_INVALID_ARG_TYPE"
+
+/* The errno names node:fs uses for what unpack can meet; anything else is "E<number>". */
+static const char *errno_name(int error) {
+  switch (error) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EIO: return "EIO";
+    case EBADF: return "EBADF";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EXDEV: return "EXDEV";
+    case ENODEV: return "ENODEV";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case EMLINK: return "EMLINK";
+    case ERANGE: return "ERANGE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ELOOP: return "ELOOP";
+    case ENODATA: return "ENODATA";
+    case ENOTSUP: return "ENOTSUP";
+    case E2BIG: return "E2BIG";
+    case EDQUOT: return "EDQUOT";
+    default: return NULL;
+  }
+}
+
+static napi_value errno_error(napi_env env, int error, const char *syscall, const char *path) {
+  char fallback[16];
+  const char *name = errno_name(error);
+  if (name == NULL) {
+    snprintf(fallback, sizeof fallback, "E%d", error);
+    name = fallback;
+  }
+  /* "EPERM: operation not permitted, mknod 'dev/null'" like node:fs; the path in the message
+   * is as the bytes allow (a C string), the exact one is not needed to understand it. */
+  size_t size = strlen(name) + strlen(strerror(error)) + strlen(syscall) + strlen(path) + 16;
+  char *message = malloc(size);
+  if (message == NULL) {
+    napi_value code_value, error_value;
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
+    napi_create_error(env, code_value, code_value, &error_value);
+    return error_value;
+  }
+  int at = snprintf(message, size, "%s: ", name);
+  snprintf(message + at, size - (size_t)at, "%s, %s '%s'", strerror(error), syscall, path);
+  /* node:fs (libuv) writes "file exists", glibc "File exists". */
+  message[at] = (char)tolower((unsigned char)message[at]);
+  napi_value code_value, message_value, error_value, errno_value, syscall_value, path_value;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+  free(message);
+  napi_create_error(env, code_value, message_value, &error_value);
+  /* node:fs reports errno as a negative number (uv's convention); so do we. */
+  napi_create_int32(env, -error, &errno_value);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
+  napi_create_string_latin1(env, path, NAPI_AUTO_LENGTH, &path_value);
+  napi_set_named_property(env, error_value, "errno", errno_value);
+  napi_set_named_property(env, error_value, "syscall", syscall_value);
+  napi_set_named_property(env, error_value, "path", path_value);
+  return error_value;
+}
+
+static napi_value throw_errno(napi_env env, int error, const char *syscall, const char *path) {
+  napi_throw(env, errno_error(env, error, syscall, path));
+  return NULL;
+}
+
+static napi_value throw_type_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, ERROR_CODE_INVALID, message);
+  return NULL;
+}
+
+/* A NUL-terminated copy of a Buffer argument (a path or an attribute name); NULL after
+ * throwing when it is not a Buffer / Uint8Array or holds a NUL byte. Free it. */
+static char *c_string(napi_env env, napi_value value, const char *what) {
+  bool is_typedarray = false;
+  napi_is_typedarray(env, value, &is_typedarray);
+  char message[96];
+  snprintf(message, sizeof message, "%s must be a Buffer", what);
+  if (!is_typedarray) return throw_type_error(env, message), NULL;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *bytes = NULL;
+  napi_get_typedarray_info(env, value, &type, &length, &bytes, NULL, NULL);
+  if (type != napi_uint8_array) return throw_type_error(env, message), NULL;
+  if (length == 0 || memchr(bytes, 0, length) != NULL) {
+    snprintf(message, sizeof message, "%s must be non-empty and hold no NUL byte", what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", message);
+    return NULL;
+  }
+  char *copy = malloc(length + 1);
+  if (copy == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  memcpy(copy, bytes, length);
+  copy[length] = '\0';
+  return copy;
+}
+
+/* An unsigned integer argument no larger than `max`; false after throwing. */
+static bool uint_arg(napi_env env, napi_value value, const char *what, double max, unsigned long *out) {
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  double number = -1;
+  if (type == napi_number) napi_get_value_double(env, value, &number);
+  if (type != napi_number || number != (double)(unsigned long)number || number < 0 || number > max) {
+    char message[96];
+    snprintf(message, sizeof message, "%s must be an integer from 0 to %.0f", what, max);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+    return false;
+  }
+  *out = (unsigned long)number;
+  return true;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv, const char *usage) {
+  size_t argc = expected;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return false;
+  if (argc < expected) {
+    throw_type_error(env, usage);
+    return false;
+  }
+  return true;
+}
+
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "lsetxattr(path, name, value) takes three Buffers")) return NULL;
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[2], &is_typedarray);
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void *bytes = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, argv[2], &type, &length, &bytes, NULL, NULL);
+  if (type != napi_uint8_array) return throw_type_error(env, "value must be a Buffer");
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  char *name = c_string(env, argv[1], "name");
+  if (name == NULL) return free(path), NULL;
+  /* An empty value may come with a NULL pointer: the kernel reads nothing then. */
+  static const char nothing[1] = {0};
+  int result = lsetxattr(path, name, length == 0 ? nothing : bytes, length, 0);
+  int error = errno;
+  if (result != 0) throw_errno(env, error, "lsetxattr", path);
+  free(name);
+  free(path);
+  return NULL;
+}
+
+static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, "lremovexattr(path, name) takes two Buffers")) return NULL;
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  char *name = c_string(env, argv[1], "name");
+  if (name == NULL) return free(path), NULL;
+  int result = lremovexattr(path, name);
+  int error = errno;
+  if (result != 0) throw_errno(env, error, "lremovexattr", path);
+  free(name);
+  free(path);
+  return NULL;
+}
+
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "llistxattr(path) takes a Buffer")) return NULL;
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  char *list = NULL;
+  ssize_t size;
+  /* The list can grow between the sizing call and the reading one: retry on ERANGE. */
+  for (;;) {
+    size = llistxattr(path, NULL, 0);
+    if (size < 0) break;
+    free(list);
+    list = malloc(size == 0 ? 1 : (size_t)size);
+    if (list == NULL) {
+      free(path);
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      return NULL;
+    }
+    size = llistxattr(path, list, (size_t)size);
+    if (size >= 0 || errno != ERANGE) break;
+  }
+  if (size < 0) {
+    int error = errno;
+    throw_errno(env, error, "llistxattr", path);
+    free(list);
+    free(path);
+    return NULL;
+  }
+  napi_value names;
+  napi_create_array(env, &names);
+  uint32_t index = 0;
+  for (ssize_t at = 0; at < size;) {
+    size_t length = strnlen(list + at, (size_t)(size - at));
+    napi_value name;
+    void *copy = NULL;
+    napi_create_buffer_copy(env, length, list + at, &copy, &name);
+    napi_set_element(env, names, index++, name);
+    at += (ssize_t)length + 1;
+  }
+  free(list);
+  free(path);
+  return names;
+}
+
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv, "mknod(path, mode, major, minor) takes four arguments")) return NULL;
+  unsigned long mode, major, minor;
+  if (!uint_arg(env, argv[1], "mode", 0xffff, &mode) || !uint_arg(env, argv[2], "major", 0xfffff, &major) ||
+      !uint_arg(env, argv[3], "minor", 0xfffff, &minor)) {
+    return NULL;
+  }
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  int result = mknod(path, (mode_t)mode, makedev((unsigned int)major, (unsigned int)minor));
+  int error = errno;
+  if (result != 0) throw_errno(env, error, "mknod", path);
+  free(path);
+  return NULL;
+}
+
+static napi_value js_mkfifo(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, "mkfifo(path, mode) takes two arguments")) return NULL;
+  unsigned long mode;
+  if (!uint_arg(env, argv[1], "mode", 07777, &mode)) return NULL;
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  int result = mkfifo(path, (mode_t)mode);
+  int error = errno;
+  if (result != 0) throw_errno(env, error, "mkfifo", path);
+  free(path);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * writeFile: a whole small regular file in one trip to libuv's pool. Unpacking many small
+ * files otherwise costs six (open, write, fchown, fchmod, futimes, close), each with its own
+ * request object, callback and promise on the main thread. */
+
+typedef struct {
+  napi_async_work work;
+  napi_ref body_ref;
+  napi_ref callback_ref;
+  char *path;
+  int flags;
+  const unsigned char *body;
+  size_t body_length;
+  long long uid; /* -1: leave the owner alone */
+  long long gid;
+  mode_t mode;
+  struct timespec mtime;
+  int error;
+  const char *syscall;
+} write_job;
+
+static void write_execute(napi_env env, void *data) {
+  (void)env;
+  write_job *job = data;
+  int fd = open(job->path, job->flags | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    job->error = errno;
+    job->syscall = "open";
+    return;
+  }
+  for (size_t done = 0; done < job->body_length;) {
+    ssize_t written = write(fd, job->body + done, job->body_length - done);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      job->error = errno;
+      job->syscall = "write";
+      break;
+    }
+    done += (size_t)written;
+  }
+  /* fchmod after fchown, which clears setuid and setgid. */
+  if (job->error == 0 && job->uid >= 0 && fchown(fd, (uid_t)job->uid, (gid_t)job->gid) != 0) {
+    job->error = errno;
+    job->syscall = "fchown";
+  }
+  if (job->error == 0 && fchmod(fd, job->mode) != 0) {
+    job->error = errno;
+    job->syscall = "fchmod";
+  }
+  struct timespec times[2] = {job->mtime, job->mtime};
+  if (job->error == 0 && futimens(fd, times) != 0) {
+    job->error = errno;
+    job->syscall = "futimens";
+  }
+  if (close(fd) != 0 && job->error == 0 && errno != EINTR) {
+    job->error = errno;
+    job->syscall = "close";
+  }
+}
+
+static void write_release(napi_env env, write_job *job) {
+  if (job->body_ref != NULL) napi_delete_reference(env, job->body_ref);
+  if (job->callback_ref != NULL) napi_delete_reference(env, job->callback_ref);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+static void write_complete(napi_env env, napi_status status, void *data) {
+  write_job *job = data;
+  napi_value argv[1];
+  if (job->error != 0) {
+    argv[0] = errno_error(env, job->error, job->syscall, job->path);
+  } else if (status != napi_ok) {
+    napi_value code, message;
+    napi_create_string_utf8(env, "ECANCELED", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "the write was cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+  } else {
+    napi_get_null(env, &argv[0]);
+  }
+  napi_value callback, global;
+  napi_get_reference_value(env, job->callback_ref, &callback);
+  napi_get_global(env, &global);
+  write_release(env, job);
+  napi_call_function(env, global, callback, 1, argv, NULL);
+}
+
+/* writeFile(path, flags, body, uid, gid, mode, mtimeSeconds, callback(error|null)); uid -1
+ * keeps the creating user's ownership. */
+static napi_value js_write_file(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  if (!get_args(env, info, 8, argv, "writeFile(path, flags, body, uid, gid, mode, mtime, callback) takes eight arguments")) return NULL;
+  unsigned long flags, mode;
+  if (!uint_arg(env, argv[1], "flags", 0x7fffffff, &flags) || !uint_arg(env, argv[5], "mode", 07777, &mode)) return NULL;
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[2], &is_typedarray);
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void *bytes = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, argv[2], &type, &length, &bytes, NULL, NULL);
+  if (type != napi_uint8_array) return throw_type_error(env, "body must be a Buffer");
+  double uid = 0, gid = 0, mtime = 0;
+  napi_valuetype kind;
+  napi_typeof(env, argv[3], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[3], &uid);
+  if (kind != napi_number || uid != (long long)uid || uid < -1 || uid > 4294967294.0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "uid must be an integer from -1 to 2^32-2");
+    return NULL;
+  }
+  napi_typeof(env, argv[4], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[4], &gid);
+  if (kind != napi_number || gid != (long long)gid || gid < 0 || gid > 4294967294.0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "gid must be an integer from 0 to 2^32-2");
+    return NULL;
+  }
+  napi_typeof(env, argv[6], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[6], &mtime);
+  if (kind != napi_number || !(mtime > -9.2e18 && mtime < 9.2e18)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "mtime must be a finite number of seconds");
+    return NULL;
+  }
+  napi_typeof(env, argv[7], &kind);
+  if (kind != napi_function) return throw_type_error(env, "callback must be a function");
+  char *path = c_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  write_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    free(path);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->path = path;
+  job->flags = (int)flags;
+  job->body = bytes;
+  job->body_length = length;
+  job->uid = (long long)uid;
+  job->gid = (long long)gid;
+  job->mode = (mode_t)mode;
+  /* Seconds with a fraction, as node:fs's futimes takes them. */
+  double whole = floor(mtime);
+  job->mtime.tv_sec = (time_t)whole;
+  job->mtime.tv_nsec = (long)((mtime - whole) * 1e9);
+  if (job->mtime.tv_nsec > 999999999) job->mtime.tv_nsec = 999999999;
+  napi_value name;
+  napi_create_string_utf8(env, "oci-rootfs:writeFile", NAPI_AUTO_LENGTH, &name);
+  /* The references keep the body's bytes and the callback alive while a pool thread works. */
+  if (napi_create_reference(env, argv[2], 1, &job->body_ref) != napi_ok ||
+      napi_create_reference(env, argv[7], 1, &job->callback_ref) != napi_ok ||
+      napi_create_async_work(env, NULL, name, write_execute, write_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    write_release(env, job);
+    napi_throw_error(env, "ERR_OCI_ROOTFS_FS", "could not queue the write");
+    return NULL;
+  }
+  return NULL;
+}
+
+static void export_function(napi_env env, napi_value exports, const char *name, napi_callback callback) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, NULL, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  export_function(env, exports, "lsetxattr", js_lsetxattr);
+  export_function(env, exports, "lremovexattr", js_lremovexattr);
+  export_function(env, exports, "llistxattr", js_llistxattr);
+  export_function(env, exports, "mknod", js_mknod);
+  export_function(env, exports, "mkfifo", js_mkfifo);
+  export_function(env, exports, "writeFile", js_write_file);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,69 @@
+/**
+ * The optional oci_fs addon (native/oci_fs.c): lsetxattr, lremovexattr, llistxattr, mknod
+ * and mkfifo as direct, synchronous syscalls. Built at `npm install` wherever a C compiler
+ * is (it needs only libc); without it unpack does these through a python3 helper process
+ * (special-files.ts). `OCI_ROOTFS_NATIVE=0` turns it off, as it does the deflate addon.
+ */
+import { createRequire } from 'node:module';
+import { nativeDisabled } from '../streams/native-deflate.js';
+
+/** What native/oci_fs.c exports. Errors carry `code` (the errno name) and `errno` (negative), like node:fs's. */
+export interface NativeFsBinding {
+  lsetxattr(path: Buffer, name: Buffer, value: Buffer): void;
+  lremovexattr(path: Buffer, name: Buffer): void;
+  llistxattr(path: Buffer): Buffer[];
+  /** `mode` holds the type bits (S_IFCHR, S_IFBLK) and the permissions (the umask applies). */
+  mknod(path: Buffer, mode: number, major: number, minor: number): void;
+  mkfifo(path: Buffer, mode: number): void;
+  /**
+   * A small regular file in one trip to the thread pool: open(path, flags, 0600), write all of
+   * `body`, fchown (unless `uid` is -1), fchmod(mode), futimens(mtime, mtime), close.
+   */
+  writeFile(
+    path: Buffer,
+    flags: number,
+    body: Buffer,
+    uid: number,
+    gid: number,
+    mode: number,
+    mtimeSeconds: number,
+    callback: (error: NodeJS.ErrnoException | null) => void,
+  ): void;
+}
+
+/** Relative to src/unpack/ and dist/unpack/ alike. */
+const ADDON_PATH = '../../native/build/Release/oci_fs.node';
+
+let binding: NativeFsBinding | null | undefined;
+let loadError: unknown;
+
+/**
+ * The addon, or undefined when it is turned off or cannot be loaded (then
+ * {@link nativeFsLoadError} says why). Loaded once per process; the environment is read on
+ * every call.
+ */
+export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBinding | undefined {
+  if (nativeDisabled(env)) return undefined;
+  if (binding === undefined) {
+    try {
+      const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
+      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile'] as const).every((name) => typeof loaded[name] === 'function');
+      binding = complete ? (loaded as NativeFsBinding) : null;
+      if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
+    } catch (error) {
+      binding = null;
+      loadError = error;
+    }
+  }
+  return binding ?? undefined;
+}
+
+/** Why the addon could not be loaded, once {@link loadNativeFs} tried. */
+export function nativeFsLoadError(): unknown {
+  return loadError;
+}
+
+/** What `unpack` uses for xattrs, device nodes and fifos: `native` or `python3` (for `--version`). */
+export function fsEngine(env: NodeJS.ProcessEnv = process.env): 'native' | 'python3' {
+  return loadNativeFs(env) === undefined ? 'python3' : 'native';
+}
