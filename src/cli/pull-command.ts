@@ -10,8 +10,8 @@ import { AbortError, UsageError } from '../errors.js';
 import type { PullEvent, PullOptions, ResolvedEvent, ResolvedImage } from '../index.js';
 import { COMPRESSOR_ENGINES, type CompressorEngine } from '../streams/compressor-engines.js';
 import { reportWarning } from './errors.js';
-import { addRegistryOptions, parseSeconds, type RegistryCommandOptions } from './registry-options.js';
-import { createProgressReporter, PROGRESS_MODES, type ProgressMode, type ProgressReporter } from './progress/display.js';
+import { addRegistryOptions, type RegistryCommandOptions } from './registry-options.js';
+import type { ProgressReporter } from './progress/display.js';
 import {
   forgetRecord,
   HashingPassThrough,
@@ -25,21 +25,15 @@ import {
   type RecordedOptions,
 } from './pull-outputs.js';
 import { pullToFile } from './pull-to-file.js';
+import { addTransferOptions, checkReportingOptions, createReporter, transferOptions, type TransferCommandOptions } from './transfer-options.js';
 import { abortOnInterrupt, checkCredentialOptions, IMAGE_ARGUMENT_HELP, readPassword, type CliIo } from './shared.js';
 
 /** The options commander hands to the action, after the parsers below. */
-export interface PullCommandOptions extends RegistryCommandOptions {
+export interface PullCommandOptions extends RegistryCommandOptions, TransferCommandOptions {
   output?: string;
   format?: 'tar' | 'gzip' | 'zstd';
-  allowForeign?: boolean;
   level?: number;
   gzipEngine?: CompressorEngine;
-  retries?: number;
-  /** Seconds. */
-  maxWait?: number;
-  /** Absent: `auto`. */
-  progress?: ProgressMode;
-  quiet?: boolean;
   configOut?: string;
   digestFile?: string;
   ifChanged?: boolean;
@@ -81,10 +75,9 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
     .argument('<image>', IMAGE_ARGUMENT_HELP)
     .option('-o, --output <file>', 'write to FILE, "-" for stdout (default: stdout)')
     .option('--format <format>', 'tar, gzip or zstd (default: from the -o extension, else tar)', parseFormat);
-  return addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)')
+  return addTransferOptions(addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)'))
     .option('--expand-sparse', 'write sparse files with their holes filled with zeros (default: kept sparse)')
     .option('--no-passthrough', 'always flatten, even an image of one gzip layer pulled to a gzip file (default: its blob is written as published)')
-    .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
     .option('--level <n>', 'compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1 to 19, default 3', parseLevel)
     .addOption(
       new Option(
@@ -92,17 +85,9 @@ export function registerPullCommand(program: Command, io: CliIo): Command {
         'gzip with native (libdeflate, the default where built), zlib (node:zlib) or pako; each gives its own bytes',
       ).choices(COMPRESSOR_ENGINES),
     )
-    .addOption(
-      new Option('--progress <mode>', 'progress on stderr: auto (a display on a terminal, else none), tty, plain, json, none').choices(
-        PROGRESS_MODES,
-      ),
-    )
-    .option('-q, --quiet', 'print nothing but errors')
     .option('--config-out <file>', 'also write the image config (JSON) to FILE, once the pull succeeded')
     .option('--digest-file <file>', 'also write "sha256:<hex>  <output>" of the output bytes to FILE')
     .option('--if-changed', 'do nothing if -o FILE was made from the image the registry has now')
-    .option('--retries <n>', 'tries after the first for a failing request or layer download (default: 5)', parseRetries)
-    .option('--max-wait <seconds>', 'longest wait on a rate limit (HTTP 429 Retry-After) before failing (default: 60)', parseSeconds)
     .addHelpText('after', EXAMPLES)
     .action(async (image: string, options: PullCommandOptions) => {
       await runPull(image, options, io);
@@ -132,7 +117,10 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   // Refuse before any network traffic, not after the first layer arrived.
   if (file === undefined && io.stdout.isTTY === true) throw new UsageError(TERMINAL_REFUSAL);
   checkCredentialOptions(options);
-  checkReportingOptions(options, file);
+  checkReportingOptions(options);
+  if (options.ifChanged === true && file === undefined) {
+    throw new UsageError('--if-changed needs -o FILE: there is nothing to compare stdout with');
+  }
   if (options.password !== undefined) {
     reportWarning('--password can be read by other users of this machine; prefer --password-stdin', io.stderr);
   }
@@ -157,12 +145,7 @@ export async function runPull(reference: string, options: PullCommandOptions, io
   }
 
   const started = performance.now();
-  const reporter = createProgressReporter({
-    mode: options.progress ?? 'auto',
-    quiet: options.quiet === true,
-    stream: io.stderr,
-    env: io.env ?? process.env,
-  });
+  const reporter = createReporter(options, io);
   // What the output bytes depend on besides the image (DESIGN.md §1), for --if-changed.
   const recorded: RecordedOptions = {
     platform: options.platform ?? null,
@@ -284,14 +267,6 @@ async function upToDate(
 }
 
 /** Output and reporting options that contradict each other. */
-function checkReportingOptions(options: PullCommandOptions, file: string | undefined): void {
-  if (options.quiet === true && options.progress !== undefined && options.progress !== 'none') {
-    throw new UsageError(`--quiet and --progress ${options.progress} cannot be used together`);
-  }
-  if (options.ifChanged === true && file === undefined) {
-    throw new UsageError('--if-changed needs -o FILE: there is nothing to compare stdout with');
-  }
-}
 
 function pullOptions(options: PullCommandOptions, password: string | undefined, signal: AbortSignal): PullOptions {
   // exactOptionalPropertyTypes: absent options stay absent rather than `undefined`.
@@ -303,10 +278,8 @@ function pullOptions(options: PullCommandOptions, password: string | undefined, 
   if (options.caFile !== undefined && options.caFile.length > 0) result.caFiles = options.caFile;
   if (options.insecure === true) result.insecure = true;
   if (options.registryMirror !== undefined && options.registryMirror !== '') result.registryMirror = options.registryMirror;
-  if (options.allowForeign === true) result.allowForeign = true;
+  Object.assign(result, transferOptions(options));
   if (options.expandSparse === true) result.expandSparse = true;
-  if (options.retries !== undefined) result.retries = options.retries;
-  if (options.maxWait !== undefined) result.maxWaitMs = options.maxWait * 1000;
   if (options.timeout !== undefined) result.timeoutMs = options.timeout * 1000;
   return result;
 }
@@ -321,7 +294,3 @@ function parseLevel(value: string): number {
   throw new InvalidArgumentError('Expected an integer from 0 to 9 (gzip) or 1 to 19 (zstd).');
 }
 
-export function parseRetries(value: string): number {
-  if (/^\d{1,3}$/.test(value)) return Number(value);
-  throw new InvalidArgumentError('Expected a whole number of retries, e.g. 0 or 5.');
-}

@@ -3,24 +3,16 @@
  * (unpackRootfs$). Same sources, platform, credential, network, progress and --config-out
  * options as `pull`; the registry ones are declared once in registry-options.ts.
  */
-import { Option, type Command } from 'commander';
-import { UsageError } from '../errors.js';
+import type { Command } from 'commander';
 import type { PullEvent, ResolvedImage } from '../index.js';
 import { reportWarning } from './errors.js';
-import { createProgressReporter, PROGRESS_MODES, type ProgressMode } from './progress/display.js';
-import { parseRetries } from './pull-command.js';
 import { prettyJson, writeText } from './pull-outputs.js';
-import { addRegistryOptions, parseSeconds, withRegistryOptions, type RegistryCommandOptions } from './registry-options.js';
+import { addRegistryOptions, withRegistryOptions, type RegistryCommandOptions } from './registry-options.js';
 import { IMAGE_ARGUMENT_HELP, type CliIo } from './shared.js';
+import { addTransferOptions, checkReportingOptions, createReporter, transferOptions, type TransferCommandOptions } from './transfer-options.js';
 
-export interface UnpackCommandOptions extends RegistryCommandOptions {
-  allowForeign?: boolean;
+export interface UnpackCommandOptions extends RegistryCommandOptions, TransferCommandOptions {
   rootless?: boolean;
-  retries?: number;
-  /** Seconds. */
-  maxWait?: number;
-  progress?: ProgressMode;
-  quiet?: boolean;
   configOut?: string;
 }
 
@@ -49,18 +41,9 @@ export function registerUnpackCommand(program: Command, io: CliIo): Command {
     .description('pull an image and write its flattened root filesystem as a directory')
     .argument('<image>', IMAGE_ARGUMENT_HELP)
     .argument('<dir>', 'the directory to create (must not exist, or be empty)');
-  return addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)')
+  return addTransferOptions(addRegistryOptions(command, 'the platform to pick from a multi-platform image (default: linux/<host arch>)'))
     .option('--rootless', 'unpack as an unprivileged user would, even as root (files owned by you, devices as empty files)')
-    .option('--allow-foreign', 'fetch foreign (non-distributable) layers from the URLs they list, without credentials')
-    .addOption(
-      new Option('--progress <mode>', 'progress on stderr: auto (a display on a terminal, else none), tty, plain, json, none').choices(
-        PROGRESS_MODES,
-      ),
-    )
-    .option('-q, --quiet', 'print nothing but errors')
     .option('--config-out <file>', 'also write the image config (JSON) to FILE, once the unpack succeeded')
-    .option('--retries <n>', 'tries after the first for a failing request or layer download (default: 5)', parseRetries)
-    .option('--max-wait <seconds>', 'longest wait on a rate limit (HTTP 429 Retry-After) before failing (default: 60)', parseSeconds)
     .addHelpText('after', EXAMPLES)
     .action(async (image: string, dir: string, options: UnpackCommandOptions) => {
       await runUnpack(image, dir, options, io);
@@ -68,26 +51,14 @@ export function registerUnpackCommand(program: Command, io: CliIo): Command {
 }
 
 export async function runUnpack(reference: string, dir: string, options: UnpackCommandOptions, io: CliIo): Promise<void> {
-  if (options.quiet === true && options.progress !== undefined && options.progress !== 'none') {
-    throw new UsageError(`--quiet and --progress ${options.progress} cannot be used together`);
-  }
+  checkReportingOptions(options);
   // Loaded here so --help and usage errors do not pay for rxjs and the registry client.
   const { checkUnpackSupported, unpackRootfs } = await import('../index.js');
   checkUnpackSupported();
   await withRegistryOptions(options, io, async (registryOptions) => {
     const started = performance.now();
-    const reporter = createProgressReporter({
-      mode: options.progress ?? 'auto',
-      quiet: options.quiet === true,
-      stream: io.stderr,
-      env: io.env ?? process.env,
-    });
-    const pullOptions = {
-      ...registryOptions,
-      ...(options.allowForeign === true ? { allowForeign: true } : {}),
-      ...(options.retries === undefined ? {} : { retries: options.retries }),
-      ...(options.maxWait === undefined ? {} : { maxWaitMs: options.maxWait * 1000 }),
-    };
+    const reporter = createReporter(options, io);
+    const pullOptions = { ...registryOptions, ...transferOptions(options) };
     // The resolved image carries its config: --config-out needs no second request.
     let image: ResolvedImage | undefined;
     let bytesOut = 0;
