@@ -349,6 +349,7 @@ class Flattener {
     }
     if ((written && rewrite) || state.watchHits.has(key)) this.ledger.note(key, state, written && rewrite);
     if (written && rewrite) this.links.displaceOutputPath(key, state);
+    if (!superseded) this.links.releaseWatchHits(key, state);
 
     if (header.type === 'link') {
       const group = this.links.targetGroup(targetKey ?? ROOT, key, state);

@@ -74,16 +74,30 @@ export class LinkGroups {
     if (previous.member) previous.member.cancelled = true;
     const group = previous.group;
     if (!group || !group.writtenPaths.includes(key)) return;
-    // Links of higher layers that found their target here are written again after the new
-    // entry (see takeWatchers): their paths stop holding this inode too.
-    const leaving = new Set([key]);
-    for (const member of state.watchHits.get(key) ?? []) if (!member.cancelled) leaving.add(member.key);
-    group.writtenPaths = group.writtenPaths.filter((p) => !leaving.has(p));
+    group.writtenPaths = group.writtenPaths.filter((p) => p !== key);
     group.outputPath = group.writtenPaths[0];
     // A written entry kept no header: the group then reads the layer again for it.
     if (group.source === undefined && !(previous.flags & R_LINK)) {
       group.source = { layer: state.index, ordinal: previous.ordinal, header: previous.header };
     }
+  }
+
+  /**
+   * A same-layer duplicate is about to replace `key`: links of higher layers that found their
+   * target at the earlier entry are written again after the new one (see takeWatchers), so
+   * their paths stop holding the earlier inode, whether or not the earlier entry itself was
+   * written (a hidden one hands its content to the first such link).
+   */
+  releaseWatchHits(key: PathKey, state: LayerState): void {
+    const hits = state.watchHits.get(key);
+    if (hits === undefined) return;
+    const previous = state.get(key);
+    const group = previous === undefined || typeof previous === 'number' ? undefined : previous.group;
+    if (!group) return;
+    const leaving = new Set(hits.filter((member) => !member.cancelled).map((member) => member.key));
+    if (leaving.size === 0) return;
+    group.writtenPaths = group.writtenPaths.filter((p) => !leaving.has(p));
+    group.outputPath = group.writtenPaths[0];
   }
 
   /**
