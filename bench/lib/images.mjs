@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { elfContent, ident, randomContent, TEXT_STYLES, textContent } from './content.mjs';
 import { Rng } from './prng.mjs';
 import { END_OF_ARCHIVE, header, padding } from './tar.mjs';
@@ -440,6 +440,18 @@ export const IMAGE_KINDS = {
   single: { layers: singleLayers, describe: (p) => `${p} MiB, 1 gzip layer` },
 };
 
+/** A cache copied or moved from another checkout still names its old paths: rebase them on `dir`. */
+function relocate(meta, dir) {
+  const here = (file) => join(dir, basename(file));
+  return {
+    ...meta,
+    dir,
+    configFile: here(meta.configFile),
+    manifestFile: here(meta.manifestFile),
+    layers: meta.layers.map((l) => ({ ...l, file: here(l.file) })),
+  };
+}
+
 /**
  * The image `kind` with parameter `param` (MiB or file count), built once and cached.
  * Returns { key, dir, layers: [{ digest, diffId, size, tarSize, entries, file }], config, manifest }.
@@ -449,7 +461,7 @@ export async function ensureImage(cacheRoot, kind, param, log) {
   const dir = join(cacheRoot, 'images', key);
   const metaPath = join(dir, 'meta.json');
   if (existsSync(metaPath)) {
-    const meta = JSON.parse(await readFile(metaPath, 'utf8'));
+    const meta = relocate(JSON.parse(await readFile(metaPath, 'utf8')), dir);
     if (meta.layers.every((l) => existsSync(l.file))) {
       log(`image ${key}: cached`);
       return meta;

@@ -73,9 +73,21 @@ export function checkedLayer(options: CheckedLayerOptions): CheckedLayer {
     storedOutcome = error ?? null;
     for (const wake of storedSettled.splice(0)) wake();
     if (!error) return;
-    inflate.destroy();
     // Not while a failure is being explained: the explanation reports it.
-    if (explanation === undefined) tail.destroy(error);
+    if (explanation !== undefined || inflate.destroyed || !isMismatch(error)) {
+      inflate.destroy();
+      if (explanation === undefined) tail.destroy(error);
+      return;
+    }
+    // The inflater may hold stored bytes it has not looked at yet (it takes them in batches).
+    // Let it finish them, its output going nowhere: if they fail to inflate, the report is the
+    // one a failure seen first gets (the mismatch, with that failure as its cause).
+    inflate.unpipe(tail);
+    inflate.once('end', () => {
+      if (explanation === undefined) tail.destroy(error);
+    });
+    inflate.resume();
+    inflate.end();
   };
   if (storedEnd === null) source.once('error', (error) => onStored(error)).once('end', () => onStored(null));
   else pipeline([source, ...stages], onStored);
@@ -137,6 +149,10 @@ export function checkedLayer(options: CheckedLayerOptions): CheckedLayer {
   };
 
   return { tar: tail, explain };
+}
+
+function isMismatch(error: Error): boolean {
+  return error instanceof DigestMismatchError || error instanceof SizeMismatchError;
 }
 
 /**

@@ -32,8 +32,9 @@ export class StrictGunzip extends StrictInflater<zlib.Gunzip> {
   #padded = false;
 
   constructor() {
-    // 256 KiB output chunks: at the 16 KiB default, node:zlib inflates no faster than `gzip -dc`.
-    super(zlib.createGunzip({ chunkSize: 256 * 1024 }));
+    // 1 MiB output chunks: every chunk is a thread-pool round trip. At the 16 KiB default,
+    // node:zlib inflates no faster than `gzip -dc`; 1 MiB took 0.4 s off 256 KiB on 1 GB.
+    super(zlib.createGunzip({ chunkSize: 1024 * 1024 }));
   }
 
   /** Whether bytes (zero padding) followed the last member: a byte-exact copy would keep them. */

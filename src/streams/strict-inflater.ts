@@ -16,6 +16,9 @@ import type { MalformedArchiveError } from '../errors.js';
 /** A node:zlib stream: a Transform that counts the input it consumed. */
 export type ZlibTransform = Transform & { readonly bytesWritten: number };
 
+/** Compressed bytes buffered while zlib is busy, handed to it at once on its next turn. */
+const INPUT_BATCH = 1024 * 1024;
+
 export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform> extends Duplex {
   /** The inner stream has ended: its output is complete. */
   private innerEnded = false;
@@ -27,18 +30,28 @@ export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform
   private inTrailer = false;
 
   protected constructor(protected readonly inner: Inner) {
-    super();
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => {
-      this.innerEnded = true;
-      this.push(null);
-    });
+    // Input chunks that arrive while zlib works are handed over together (`_writev`): each
+    // handover is a thread-pool round trip, and a 64 KiB socket chunk is a short one.
+    super({ writableHighWaterMark: INPUT_BATCH });
+    // zlib pushes its output before it hands the pool the next piece of work; passed on
+    // synchronously, everything downstream (hashes, tar parsing, writes) would run while the
+    // pool sits idle. One tick later, it runs while the pool inflates the next piece.
+    inner.on('data', (chunk: Buffer) => process.nextTick(() => this.forward(chunk)));
+    inner.on('end', () =>
+      process.nextTick(() => {
+        this.innerEnded = true;
+        this.push(null);
+      }),
+    );
     inner.on('error', (error: Error) => {
       this.innerError ??= this.malformed(error);
       this.destroy(this.innerError);
     });
+  }
+
+  private forward(chunk: Buffer): void {
+    if (this.destroyed) return;
+    if (!this.push(chunk)) this.inner.pause();
   }
 
   /** The inner stream's error (or a truncation) as the error this stream fails with. */
@@ -49,6 +62,11 @@ export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform
 
   override _read(): void {
     this.inner.resume();
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    const only = chunks.length === 1 ? chunks[0] : undefined;
+    this._write(only?.chunk ?? Buffer.concat(chunks.map(({ chunk }) => chunk)), 'binary', callback);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
