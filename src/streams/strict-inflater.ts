@@ -24,6 +24,8 @@ export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform
   private innerEnded = false;
   /** The first failure of the inner stream, already mapped. */
   protected innerError: MalformedArchiveError | undefined;
+  /** Where `_writev` gathers chunks; zlib has let go of it whenever `_writev` is called. */
+  private batch: Buffer = Buffer.alloc(0);
   /** Input bytes handed to zlib so far. */
   private fed = 0;
   /** The last member or frame has ended: what follows goes to checkTrailer() only. */
@@ -66,7 +68,19 @@ export abstract class StrictInflater<Inner extends ZlibTransform = ZlibTransform
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
     const only = chunks.length === 1 ? chunks[0] : undefined;
-    this._write(only?.chunk ?? Buffer.concat(chunks.map(({ chunk }) => chunk)), 'binary', callback);
+    if (only !== undefined) {
+      this._write(only.chunk, 'binary', callback);
+      return;
+    }
+    // Gathered into one buffer that is used again: zlib is done with its input when the
+    // write calls back, and fresh buffers would be garbage that V8 frees only at its
+    // external-memory threshold (64 MiB), straight on top of peak RSS.
+    let length = 0;
+    for (const { chunk } of chunks) length += chunk.length;
+    if (this.batch.length < length) this.batch = Buffer.allocUnsafe(Math.max(length, INPUT_BATCH));
+    let at = 0;
+    for (const { chunk } of chunks) at += chunk.copy(this.batch, at);
+    this._write(this.batch.subarray(0, length), 'binary', callback);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
