@@ -2,10 +2,10 @@
  * Whether a single layer's tar, copied byte for byte, extracts to the tree the flattener would
  * write (DESIGN.md §3, §8). It is judged as it streams, entry by entry, and says no at the
  * first thing the flattener would change or an extractor could read differently: when in
- * doubt, no (the pull then flattens as usual). It insists on a root entry: the flattener
- * writes `./` 0755 root:root when no layer has one, and some importers (podman's vfs) leave
- * `/` at 0555 without it. What it does not insist on: the flattener's own header encoding
- * (`./` prefixes, trailing slashes, GNU long names vs PAX: the same names once read).
+ * doubt, no (the pull then flattens as usual). What it does not insist on: a root entry
+ * (the flattener synthesizes `./` 0755 root:root; a published layer without one extracts the
+ * same files) and the flattener's own header encoding (`./` prefixes, trailing slashes, GNU
+ * long names vs PAX: the same names once read).
  */
 import { isUtf8 } from 'node:buffer';
 import type { TarHeader, TarWarning } from '../streams/tar/types.js';
@@ -102,11 +102,6 @@ export class PassthroughCheck {
     }
     this.#seen.set(key, header.type === 'directory' ? 'directory' : header.type === 'file' ? 'file' : 'other');
     return true;
-  }
-
-  /** The layer has ended: without a root entry the flattener would add one. */
-  finish(): void {
-    if (this.reason === undefined && !this.#seen.has('')) this.#reject('no root entry ./ (the flattener adds one)');
   }
 
   #reject(reason: string): false {

@@ -153,7 +153,6 @@ export async function passThrough(
       if (reported instanceof OciRootfsError && reported.exitCode !== ExitCode.unsafe) throw reported;
       return { passed: false, reason: `pass-through failed: ${message}` };
     }
-    check.finish();
     if (check.reason === undefined && gunzip.padded) check.reason = 'bytes after the last gzip member';
     if (check.reason !== undefined) return { passed: false, reason: `pass-through not possible: ${check.reason}` };
     file.end();
