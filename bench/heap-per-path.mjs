@@ -1,7 +1,7 @@
 // Heap per distinct path while flattening (DESIGN.md §1: "one small record per distinct path").
 // node --expose-gc bench/heap-per-path.mjs many-100000-g3 [distDir]
-// Measures heapUsed + arrayBuffers (the flattener keeps its per-path state in typed arrays,
-// whose bytes live outside the JS heap) after a forced GC at the end of every layer (the
+// Measures heapUsed + arrayBuffers + the flattener's growable arrays (its per-path state lives
+// in typed arrays outside the JS heap, in resizable buffers that arrayBuffers does not count) after a forced GC at the end of every layer (the
 // flattener's state is then at its largest for that layer), minus the same before the
 // flatten started with the layer tars already in memory. Both parts are printed.
 import { readFileSync } from 'node:fs';
@@ -13,6 +13,10 @@ const [key, distArg] = process.argv.slice(2);
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(distArg ?? join(here, '..', 'dist'));
 const { flattenLayers } = await import(pathToFileURL(join(dist, 'index.js')).href);
+// The per-path arrays sit in resizable ArrayBuffers, which memoryUsage().arrayBuffers does not
+// count: their bytes are added (older builds have no such module, and count in arrayBuffers).
+const growable = await import(pathToFileURL(join(dist, 'flatten', 'growable-array.js')).href).catch(() => undefined);
+const growableBytes = () => growable?.growableBytes() ?? 0;
 if (typeof gc !== 'function') throw new Error('run with node --expose-gc');
 const meta = JSON.parse(readFileSync(join(here, '.cache', 'images', key, 'meta.json'), 'utf8'));
 const tars = meta.layers.map((l) => zlib.gunzipSync(readFileSync(l.file)));
@@ -35,7 +39,7 @@ const settle = async () => {
 };
 await settle();
 const start = process.memoryUsage();
-const before = start.heapUsed + start.arrayBuffers;
+const before = start.heapUsed + start.arrayBuffers + growableBytes();
 let entries = 0;
 let peak = 0;
 let doneLayer;
@@ -53,10 +57,11 @@ for await (const _ of flattenLayers(layers, {
   doneLayer = undefined;
   await settle();
   const m = process.memoryUsage();
-  peak = Math.max(peak, m.heapUsed + m.arrayBuffers - before);
+  const arrays = growableBytes();
+  peak = Math.max(peak, m.heapUsed + m.arrayBuffers + arrays - before);
   if (process.env.VERBOSE) {
     const mib = (n) => (n / 1048576).toFixed(1);
-    console.error(`after layer ${index}: JS heap +${mib(m.heapUsed - start.heapUsed)} MiB, arrayBuffers +${mib(m.arrayBuffers - start.arrayBuffers)} MiB`);
+    console.error(`after layer ${index}: JS heap +${mib(m.heapUsed - start.heapUsed)} MiB, arrayBuffers +${mib(m.arrayBuffers - start.arrayBuffers)} MiB, growable arrays ${mib(arrays)} MiB`);
   }
 }
 console.log(`${key}: ${entries} entries, heap + arrayBuffers after GC at layer ends (peak): ${(peak / 1048576).toFixed(1)} MiB, ${Math.round(peak / entries)} B per entry`);

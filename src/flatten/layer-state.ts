@@ -1,6 +1,7 @@
 import type { TarHeader } from '../streams/tar/types.js';
 import type { LinkGroup, LinkMember } from './hardlinks.js';
-import { grown, NO_NODE, PathTrie } from './path-trie.js';
+import { growableArray, grown } from './growable-array.js';
+import { NO_NODE, PathTrie } from './path-trie.js';
 import { parentKey, type PathKey } from './paths.js';
 import type { ParentKind } from './resolve.js';
 
@@ -72,9 +73,9 @@ export class RecordTable {
       this.ordinals = grown(this.ordinals, next);
       this.flags = grown(this.flags, next);
     });
-    this.layers = new Int16Array(capacity).fill(NO_LAYER);
-    this.ordinals = new Uint32Array(capacity);
-    this.flags = new Uint8Array(capacity);
+    this.layers = growableArray(Int16Array, capacity, NO_LAYER);
+    this.ordinals = growableArray(Uint32Array, capacity);
+    this.flags = growableArray(Uint8Array, capacity);
   }
 
   /** The packed record of `layer` at `node`, if any. */

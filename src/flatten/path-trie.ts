@@ -1,3 +1,4 @@
+import { growableArray, grown } from './growable-array.js';
 import { ROOT, type PathKey } from './paths.js';
 
 /** What {@link PathTrie.find} returns for a path it does not hold. */
@@ -19,9 +20,9 @@ const INITIAL_NODES = 1024;
  * Components are latin1 strings ({@link PathKey}): one char per byte of the tar name.
  */
 export class PathTrie {
-  private parents = new Int32Array(INITIAL_NODES);
-  private nameStarts = new Uint32Array(INITIAL_NODES);
-  private names = new Uint8Array(INITIAL_NODES * 16);
+  private parents = growableArray(Int32Array, INITIAL_NODES);
+  private nameStarts = growableArray(Uint32Array, INITIAL_NODES);
+  private names = growableArray(Uint8Array, INITIAL_NODES * 16);
   private namesEnd = 0;
   /** Node numbers + 1 (0: empty slot), at hash(parent, name). Its length is a power of two. */
   private slots = new Int32Array(INITIAL_NODES * 2);
@@ -128,9 +129,7 @@ export class PathTrie {
     if (this.count === this.parents.length) this.growNodes();
     const length = end - start;
     if (this.namesEnd + length > this.names.length) {
-      const names = new Uint8Array(Math.max(Math.ceil(this.names.length * 1.5), this.namesEnd + length));
-      names.set(this.names.subarray(0, this.namesEnd));
-      this.names = names;
+      this.names = grown(this.names, Math.max(Math.ceil(this.names.length * 1.5), this.namesEnd + length));
     }
     const names = this.names;
     let at = this.namesEnd;
@@ -173,14 +172,6 @@ export class PathTrie {
     this.nameStarts = grown(this.nameStarts, capacity);
     for (const listener of this.growListeners) listener(capacity);
   }
-}
-
-/** A copy of `array` with room for `capacity` elements. */
-export function grown<T extends Int8Array | Uint8Array | Int16Array | Int32Array | Uint32Array>(array: T, capacity: number, fill?: number): T {
-  const next = new (array.constructor as new (length: number) => T)(capacity);
-  next.set(array);
-  if (fill !== undefined) next.fill(fill, array.length);
-  return next;
 }
 
 function latin1(bytes: Uint8Array, start: number, end: number): string {

@@ -1,4 +1,5 @@
-import { grown, NO_NODE, PathTrie, ROOT_NODE } from './path-trie.js';
+import { growableArray, grown } from './growable-array.js';
+import { NO_NODE, PathTrie, ROOT_NODE } from './path-trie.js';
 import { ROOT, type PathKey } from './paths.js';
 
 /**
@@ -61,12 +62,12 @@ export class Visibility {
       this.selfHiddenBelow = grown(this.selfHiddenBelow, next, NONE);
       this.descendantsHiddenBelow = grown(this.descendantsHiddenBelow, next, NONE);
     });
-    this.writtenBy = new Int16Array(capacity).fill(NONE);
-    this.flags = new Uint8Array(capacity);
-    this.descendantWrittenBy = new Int16Array(capacity).fill(NONE);
-    this.descendantFirstWrittenBy = new Int16Array(capacity).fill(NONE);
-    this.selfHiddenBelow = new Int16Array(capacity).fill(NONE);
-    this.descendantsHiddenBelow = new Int16Array(capacity).fill(NONE);
+    this.writtenBy = growableArray(Int16Array, capacity, NONE);
+    this.flags = growableArray(Uint8Array, capacity);
+    this.descendantWrittenBy = growableArray(Int16Array, capacity, NONE);
+    this.descendantFirstWrittenBy = growableArray(Int16Array, capacity, NONE);
+    this.selfHiddenBelow = growableArray(Int16Array, capacity, NONE);
+    this.descendantsHiddenBelow = growableArray(Int16Array, capacity, NONE);
   }
 
   /** The node {@link enter} entered last. */
