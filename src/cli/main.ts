@@ -3,6 +3,7 @@
  * The `oci-rootfs` command on the process: its streams, its exit status. The program
  * itself is `program.ts`.
  */
+import { setFlagsFromString } from 'node:v8';
 import { asksForVersionOnly, versionText } from './version.js';
 
 // A reader that closed the pipe (`| head`) makes later stdout writes fail with EPIPE,
@@ -15,12 +16,18 @@ process.stdout.on('error', () => {});
 if (asksForVersionOnly(process.argv.slice(2))) {
   process.stdout.write(`${await versionText()}\n`);
 } else {
+  // undici parses HTTP with WebAssembly that V8 would also optimise on a background thread,
+  // and a process cannot exit before that job ends: `exists` sat 0.2-0.3 s after its answer.
+  // The baseline compiler's code is plenty for headers and for length-delimited bodies, which
+  // the parser hands on without looking at their bytes. Set before undici is loaded.
+  setFlagsFromString('--liftoff-only');
   const { runCli } = await import('./program.js');
-  // exitCode, not exit(): stdout may still be flushing the bytes already written.
-  process.exitCode = await runCli(process.argv, {
+  const code = await runCli(process.argv, {
     stdin: process.stdin,
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
   });
+  // exitCode, not exit(): stdout may still be flushing the bytes already written.
+  process.exitCode = code;
 }
