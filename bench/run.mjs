@@ -292,6 +292,7 @@ async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
         return r;
       };
       let passed = false;
+      let fallback;
       for (let i = 0; i < config.runs; i++) {
         await timedRow('download', () => run('curl', ['-sf', '-o', '/dev/null', blobUrl], { timeV: true, timeFile }));
         // What any tool that checks the digest and the diffID must do at least.
@@ -299,13 +300,15 @@ async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
         rmSync(outGz, { force: true });
         const r = await timedRow('passthrough', () => ourPull(linkRef, outGz, ['--progress', 'json']));
         passed ||= /"path":"passthrough"/.test(r.stderr);
+        // A pass-through that gave up says why in a `retry` event before it flattens.
+        fallback ??= r.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((ev) => ev.type === 'retry' && /pass-through/.test(ev.reason ?? ''))?.reason;
         rmSync(outGz, { force: true });
         await timedRow('noPassthrough', () => ourPull(linkRef, outGz, ['--no-passthrough']));
       }
       rmSync(outGz, { force: true });
       const withProxy = (m, name) => (link.proxy ? { ...m, proxyCpuSeconds: median(proxyCpu[name]) } : m);
       const out = {
-        passthrough: withProxy({ ...summarize(rows.passthrough, rootfsBytes), passed }, 'passthrough'),
+        passthrough: withProxy({ ...summarize(rows.passthrough, rootfsBytes), passed, fallback }, 'passthrough'),
         noPassthrough: withProxy(summarize(rows.noPassthrough, rootfsBytes), 'noPassthrough'),
         blobDownload: withProxy(summarize(rows.download, image.layers[0].size), 'download'),
         blobVerified: withProxy(summarize(rows.verified, rootfsBytes), 'verified'),
@@ -510,7 +513,7 @@ function targetSummary(results, startup, notRun, meta) {
   add(10, 'big', 'big: pull -o file.tar / (gzip -dc > file + fsync), same disk', big.tarFileVsGunzipFile, TARGETS.tarVsGunzip, { why: peersWhy(by.big) });
   const single = by.single?.ratios?.passthrough ?? {};
   const singleE = by.single?.e2e ?? {};
-  const fellBack = (l) => (l?.passthrough && !l.passthrough.passed ? 'the pull FELL BACK to flattening' : undefined);
+  const fellBack = (l) => (l?.passthrough && !l.passthrough.passed ? `the pull FELL BACK to flattening (${l.passthrough.fallback ?? 'no reason given'})` : undefined);
   add(10, 'single', 'single: .tar.gz with pass-through / blob download, loopback', single.loopback?.vsDownload, TARGETS.passthroughVsDownload, {
     engine: 'none (blob as is)',
     missNote: fellBack(singleE) ?? `the loopback download (${fmt(single.loopback?.downloadMBps, 0)} MB/s) outruns any inflate: read the link row`,
@@ -575,15 +578,15 @@ function report(results, meta, startup, notRun) {
         ['oci-rootfs end to end', 'gzip engine', 'wall s', 'CPU s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
         row('pull -o rootfs.tar', e.tar),
         ...Object.entries(e.gzipByEngine ?? {}).map(([engine, m]) => row(`pull -o rootfs.tar.gz --gzip-engine ${engine} --no-passthrough`, m, engineLabel[engine] ?? engine)),
-        row('pull -o rootfs.tar.gz (default engine)', e.gzip, engineLabel[e.gzip.engine] ?? e.gzip.engine ?? (e.gzip.na ? '' : '?'), e.gzip.path === 'passthrough' ? 'passed the blob through' : ''),
-        ...(r.slim ? [] : [row('pull --format zstd', e.zstd)]),
-        row('pull -o - (stdout, piped to the bench)', e.stdout),
+        ...(r.kind === 'million' ? [] : [row('pull -o rootfs.tar.gz (default engine)', e.gzip, engineLabel[e.gzip.engine] ?? e.gzip.engine ?? (e.gzip.na ? '' : '?'), e.gzip.path === 'passthrough' ? 'passed the blob through' : '')]),
+        ...(r.slim || r.kind === 'million' ? [] : [row('pull --format zstd', e.zstd)]),
+        ...(r.kind === 'million' ? [] : [row('pull -o - (stdout, piped to the bench)', e.stdout)]),
         ...(r.slim || r.kind === 'million' ? [] : [row('pull -o - > /dev/null', e.stdoutNull)]),
         ...(e.unpack === undefined ? [] : [row('unpack DIR', e.unpack)]),
         ...[['loopback', e], [`link ${e.link?.mbps} MB/s`, e.link]].flatMap(([where, l]) =>
           l?.passthrough
             ? [
-                row(`single layer → .tar.gz with pass-through${l.passthrough.passed ? '' : ' (FELL BACK)'}, ${where}`, l.passthrough, 'none (blob as is)'),
+                row(`single layer → .tar.gz with pass-through${l.passthrough.passed ? '' : ' (FELL BACK)'}, ${where}`, l.passthrough, 'none (blob as is)', l.passthrough.passed ? '' : l.passthrough.fallback ?? ''),
                 row(`single layer → .tar.gz --no-passthrough, ${where}`, l.noPassthrough, engineLabel[e.gzip.engine] ?? ''),
                 row(`ceiling: the blob download alone (curl), ${where}`, l.blobDownload),
                 row(`ceiling: curl | gzip -dc | sha256sum (+ sha256 of the blob), ${where}`, l.blobVerified),
@@ -609,6 +612,7 @@ function report(results, meta, startup, notRun) {
     out.push('');
     const p = r.peers ?? {};
     const c = r.ceilings ?? {};
+    if (r.peers || r.ceilings) {
     const peerRow = (label, m) => (m === undefined ? [label, '-', '-', '-', ''] : m.skipped ? [label, 'skipped', '', '', m.skipped] : [label, fmt(m.seconds, 2), fmt(mbps(r.e2e.rootfsBytes, m.seconds)), fmt(m.rssMiB), '']);
     out.push(
       table([
@@ -629,6 +633,7 @@ function report(results, meta, startup, notRun) {
     if (p.treeCheck) {
       const t = p.treeCheck;
       out.push(`tree check vs umoci: ${t.ours} paths ours, ${t.umoci} umoci, ${t.onlyOurs} only ours, ${t.onlyUmoci} only umoci ${t.examples?.length ? t.examples.join(' ') : ''}`);
+    }
     }
     const q = ratios(r);
     r.ratios = q;
