@@ -553,12 +553,12 @@ function report(results, meta, startup, notRun) {
   const out = [];
   const mb = (b) => (b / MiB).toFixed(1);
   if (startup) {
-    out.push(`\n=== start-up (load average ${startup.loadBefore.toFixed(1)} before, ${startup.loadAfter.toFixed(1)} after) ===`);
+    out.push(`\n=== start-up (load average ${startup.loadBefore.toFixed(1)} before, ${startup.loadAfter.toFixed(1)} after; measured in ${startup.seconds.toFixed(0)} s) ===`);
     out.push(startupTable(startup));
   }
   for (const r of results) {
     const img = r.image;
-    out.push(`\n=== ${r.name}: ${img.layers.length} layers, ${mb(img.tarBytes)} MiB layer tars, ${mb(img.gzBytes)} MiB gzip, ${img.entries} layer entries; rootfs ${mb(r.e2e.rootfsBytes)} MiB, ${r.e2e.entries ?? '?'} entries ===`);
+    out.push(`\n=== ${r.name}: ${img.layers.length} layers, ${mb(img.tarBytes)} MiB layer tars, ${mb(img.gzBytes)} MiB gzip, ${img.entries} layer entries; rootfs ${mb(r.e2e.rootfsBytes)} MiB, ${r.e2e.entries ?? '?'} entries; measured in ${r.seconds.toFixed(0)} s ===`);
     const busy = Math.max(r.loadBefore ?? 0, r.loadAfter ?? 0);
     if (busy > cpus().length * 0.75) {
       out.push(`WARNING: load average ${r.loadBefore?.toFixed(1)} before / ${r.loadAfter?.toFixed(1)} after this image on ${cpus().length} CPUs: other processes were competing, numbers are pessimistic`);
@@ -571,7 +571,7 @@ function report(results, meta, startup, notRun) {
         ? [label, engine, 'n/a', '', '', '', '', m.note ?? '']
         : m.error
           ? [label, engine, 'error', '', '', '', '', m.error]
-          : [label, engine, fmt(m.seconds, 2), fmt(m.cpuSeconds, 2), fmt(m.mbps), fmt(m.rssMiB), fmt(m.firstByte, 3), [m.outBytes ? `${mb(m.outBytes)} MiB out` : '', m.proxyCpuSeconds !== undefined ? `proxy CPU ${fmt(m.proxyCpuSeconds, 2)} s` : '', note].filter(Boolean).join('; ')];
+          : [label, engine, fmt(m.seconds, 2), fmt(m.cpuSeconds, 2), fmt(m.mbps), fmt(m.rssMiB), fmt(m.firstByte, 3), [m.outBytes ? `${mb(m.outBytes)} MiB out` : '', m.proxyCpuSeconds !== undefined ? `proxy CPU ${fmt(m.proxyCpuSeconds, 2)} s (${fmt((m.proxyCpuSeconds / m.seconds) * 100, 0)} % of a core)` : '', note].filter(Boolean).join('; ')];
     out.push(`engines: ${meta.engines}`);
     out.push(
       table([
@@ -756,7 +756,9 @@ async function main() {
     log(`start-up: ${config.startupRuns} interleaved rounds`);
     const tiny = await ensureImage(cacheRoot, 'single', 1, log);
     await pushImage(registry.url, 'bench/startup', 'v1', tiny);
+    const startupStarted = performance.now();
     startup = await measureStartup({ cli, host: registry.host, repo: 'bench/startup', rounds: config.startupRuns, dockerConfig: join(tempRoot, 'no-docker-config') });
+    startup.seconds = (performance.now() - startupStarted) / 1000;
   }
 
   const results = [];
@@ -767,6 +769,7 @@ async function main() {
     const ref = `${registry.host}/${p.repo}:v1`;
     // Other work on the machine skews every number: record the load, warn in the report.
     const loadBefore = loadavg()[0];
+    const imageStarted = performance.now();
     const { res, outTar } = await measureEndToEnd(p, ref, dir);
     const result = { name: p.name, kind: p.kind, param: p.param, slim: p.slim, image: p.image, e2e: res, loadBefore };
     // The memory-only images (million, big-2x) skip the stages and the peers: minutes of
@@ -785,6 +788,8 @@ async function main() {
     if (config.peers && !memoryOnly) Object.assign(result, await measurePeers(p.image, registry.host, p.repo, dir, outTar));
     await rm(dir, { recursive: true, force: true });
     result.loadAfter = loadavg()[0];
+    result.seconds = (performance.now() - imageStarted) / 1000;
+    log(`  ${p.name} measured in ${result.seconds.toFixed(0)} s`);
     results.push(result);
   }
 
