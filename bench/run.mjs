@@ -217,7 +217,7 @@ async function measureEndToEnd(plan, ref, dir) {
     });
     res.gzip = summarize(gzRuns, rootfsBytes);
     if (existsSync(outGz)) res.gzip.outBytes = statSync(outGz).size;
-    const done = gzRuns[0]?.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((e) => e.type === 'done');
+    const done = doneEvent(gzRuns[0]?.stderr);
     res.gzip.engine = done?.gzipEngine;
     res.gzip.path = done?.path;
     rmSync(outGz, { force: true });
@@ -253,6 +253,11 @@ async function measureEndToEnd(plan, ref, dir) {
     }
   }
   return { res, outTar };
+}
+
+/** The `done` event of a `--progress json` run's stderr. */
+function doneEvent(stderr = '') {
+  return stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((e) => e.type === 'done');
 }
 
 /** The blob URL of a one-layer image's layer on `host`. */
@@ -293,6 +298,7 @@ async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
       };
       let passed = false;
       let fallback;
+      let engine;
       for (let i = 0; i < config.runs; i++) {
         await timedRow('download', () => run('curl', ['-sf', '-o', '/dev/null', blobUrl], { timeV: true, timeFile }));
         // What any tool that checks the digest and the diffID must do at least.
@@ -303,13 +309,15 @@ async function measurePassthrough(image, ref, outGz, rootfsBytes, res) {
         // A pass-through that gave up says why in a `retry` event before it flattens.
         fallback ??= r.stderr.split('\n').map((line) => (line.startsWith('{') ? JSON.parse(line) : {})).find((ev) => ev.type === 'retry' && /pass-through/.test(ev.reason ?? ''))?.reason;
         rmSync(outGz, { force: true });
-        await timedRow('noPassthrough', () => ourPull(linkRef, outGz, ['--no-passthrough']));
+        // --progress json on both pulls: the same reporting cost, and the done event names the engine.
+        const flat = await timedRow('noPassthrough', () => ourPull(linkRef, outGz, ['--no-passthrough', '--progress', 'json']));
+        engine ??= doneEvent(flat.stderr)?.gzipEngine;
       }
       rmSync(outGz, { force: true });
       const withProxy = (m, name) => (link.proxy ? { ...m, proxyCpuSeconds: median(proxyCpu[name]) } : m);
       const out = {
         passthrough: withProxy({ ...summarize(rows.passthrough, rootfsBytes), passed, fallback }, 'passthrough'),
-        noPassthrough: withProxy(summarize(rows.noPassthrough, rootfsBytes), 'noPassthrough'),
+        noPassthrough: withProxy({ ...summarize(rows.noPassthrough, rootfsBytes), engine }, 'noPassthrough'),
         blobDownload: withProxy(summarize(rows.download, image.layers[0].size), 'download'),
         blobVerified: withProxy(summarize(rows.verified, rootfsBytes), 'verified'),
       };
@@ -578,7 +586,7 @@ function report(results, meta, startup, notRun) {
         ['oci-rootfs end to end', 'gzip engine', 'wall s', 'CPU s', 'MB/s', 'peak RSS MiB', 'first byte s', 'note'],
         row('pull -o rootfs.tar', e.tar),
         ...Object.entries(e.gzipByEngine ?? {}).map(([engine, m]) => row(`pull -o rootfs.tar.gz --gzip-engine ${engine} --no-passthrough`, m, engineLabel[engine] ?? engine)),
-        ...(r.kind === 'million' ? [] : [row('pull -o rootfs.tar.gz (default engine)', e.gzip, engineLabel[e.gzip.engine] ?? e.gzip.engine ?? (e.gzip.na ? '' : '?'), e.gzip.path === 'passthrough' ? 'passed the blob through' : '')]),
+        ...(r.kind === 'million' ? [] : [row('pull -o rootfs.tar.gz (default engine)', e.gzip, e.gzip.path === 'passthrough' ? 'none (blob as is)' : engineLabel[e.gzip.engine] ?? e.gzip.engine ?? (e.gzip.na ? '' : '?'), e.gzip.path === 'passthrough' ? 'passed the blob through' : '')]),
         ...(r.slim || r.kind === 'million' ? [] : [row('pull --format zstd', e.zstd)]),
         ...(r.kind === 'million' ? [] : [row('pull -o - (stdout, piped to the bench)', e.stdout)]),
         ...(r.slim || r.kind === 'million' ? [] : [row('pull -o - > /dev/null', e.stdoutNull)]),
@@ -587,7 +595,7 @@ function report(results, meta, startup, notRun) {
           l?.passthrough
             ? [
                 row(`single layer → .tar.gz with pass-through${l.passthrough.passed ? '' : ' (FELL BACK)'}, ${where}`, l.passthrough, 'none (blob as is)', l.passthrough.passed ? '' : l.passthrough.fallback ?? ''),
-                row(`single layer → .tar.gz --no-passthrough, ${where}`, l.noPassthrough, engineLabel[e.gzip.engine] ?? ''),
+                row(`single layer → .tar.gz --no-passthrough, ${where}`, l.noPassthrough, engineLabel[l.noPassthrough.engine] ?? l.noPassthrough.engine ?? ''),
                 row(`ceiling: the blob download alone (curl), ${where}`, l.blobDownload),
                 row(`ceiling: curl | gzip -dc | sha256sum (+ sha256 of the blob), ${where}`, l.blobVerified),
               ]
