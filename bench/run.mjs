@@ -527,7 +527,7 @@ function targetSummary(results, startup, notRun, meta) {
     missNote: fellBack(singleE) ?? `the loopback download (${fmt(single.loopback?.downloadMBps, 0)} MB/s) outruns any inflate: read the link row`,
     why: formatsWhy,
   });
-  add(10, 'single', `single: .tar.gz with pass-through / blob download, ${config.linkMbps} MB/s link`, single.link?.vsDownload, TARGETS.passthroughVsDownload, {
+  add(10, 'single', `single: .tar.gz with pass-through / blob download, ${config.linkMbps > 0 ? `${config.linkMbps} MB/s` : 'throttled'} link`, single.link?.vsDownload, TARGETS.passthroughVsDownload, {
     engine: 'none (blob as is)',
     missNote: fellBack(singleE.link),
     why: config.linkMbps > 0 ? formatsWhy : 'not run (BENCH_LINK_MBPS=0)',
@@ -709,7 +709,7 @@ function report(results, meta, startup, notRun) {
   out.push('\n=== targets (issues 10 and 12; §8 = DESIGN.md) ===');
   const defaults = { bigMb: 1024, manyFiles: 100_000, singleMb: 200, millionFiles: 1_000_000 };
   const small = Object.entries(defaults).filter(([k, v]) => config[k] !== v).map(([k, v]) => `${k} ${config[k]} (default ${v})`);
-  if (small.length) out.push(`NOTE: not the issues' sizes: ${small.join(', ')}; fixed costs (Node start-up, fsync) weigh more on small images`);
+  if (small.length) out.push(`NOTE: not the default sizes: ${small.join(', ')}; fixed costs (Node start-up, fsync) weigh more on small images`);
   out.push(`engines: ${meta.engines}; link rows: ${config.linkMbps > 0 ? `${config.linkMbps} MB/s` : 'off'}`);
   out.push(
     table([
