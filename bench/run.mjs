@@ -515,8 +515,14 @@ function targetSummary(results, startup, notRun, meta) {
     add(10, 'big', 'big: pull → .tar.gz / pigz -6 -p 2 of the flattened tar (wall)', v?.time, TARGETS.gzipVsPigz, { engine: engineLabel[engine] ?? engine, why: formatsWhy ?? peersWhy(by.big) });
     add(10, 'big', 'big: .tar.gz size / pigz -6 -p 2 output size', v?.size, TARGETS.gzipSizeVsPigz, { engine: engineLabel[engine] ?? engine, digits: 3, why: formatsWhy ?? peersWhy(by.big) });
   }
-  const dirtyCeiling = big.tarFileVsGunzipFile !== undefined && big.tarFileVsGunzipFile <= TARGETS.tarVsGunzip ? 'the /dev/null ceiling fills no page cache: the like-for-like rows are ok' : undefined;
-  add(10, 'big', 'big: pull -o file.tar / gzip -dc > /dev/null', big.tarVsGunzip, TARGETS.tarVsGunzip, { missNote: dirtyCeiling ?? 'the ceiling writes nothing to the page cache (~1.6 s of kernel time per GB here)', why: peersWhy(by.big) });
+  const likeForLike = big.tarFileVsGunzipFile;
+  const dirtyCeiling =
+    likeForLike === undefined
+      ? 'the ceiling writes nothing to the page cache (~1.6 s of kernel time per GB here)'
+      : likeForLike <= TARGETS.tarVsGunzip
+        ? 'the /dev/null ceiling fills no page cache: like for like (file vs file) is ok'
+        : `the ceiling fills no page cache, but like for like (file vs file) is ${fmt(likeForLike, 2)} too`;
+  add(10, 'big', 'big: pull -o file.tar / gzip -dc > /dev/null', big.tarVsGunzip, TARGETS.tarVsGunzip, { missNote: dirtyCeiling, why: peersWhy(by.big) });
   add(10, 'big', 'big: pull -o - > /dev/null / gzip -dc > /dev/null', big.stdoutNullVsGunzip, TARGETS.tarVsGunzip, { why: config.formats.includes('stdout') ? peersWhy(by.big) : 'not run (BENCH_FORMATS)' });
   add(10, 'big', 'big: pull -o file.tar / (gzip -dc > file + fsync), same disk', big.tarFileVsGunzipFile, TARGETS.tarVsGunzip, { why: peersWhy(by.big) });
   const single = by.single?.ratios?.passthrough ?? {};
