@@ -119,7 +119,8 @@ async function ourPullStdout(ref) {
 /** `pull -o -` with stdout on /dev/null (through a shell redirect, as `gzip -dc > /dev/null`). */
 async function ourPullToDevNull(ref) {
   const timeFile = join(tempRoot, 'time.txt');
-  return run('bash', ['-c', `exec ${process.execPath} ${cli} pull --plain-http ${ref} -o - > /dev/null`], { timeV: true, timeFile });
+  const q = (arg) => `'${arg.replaceAll("'", "'\\''")}'`;
+  return run('bash', ['-c', `exec ${q(process.execPath)} ${q(cli)} pull --plain-http ${q(ref)} -o - > /dev/null`], { timeV: true, timeFile });
 }
 
 /** `unpack` into a fresh directory (removed afterwards, outside the timing). */
