@@ -554,7 +554,9 @@ function targetSummary(results, startup, notRun, meta) {
   };
   su('start-up: --version / node -e 0 (wall)', startup?.versionRatio, TARGETS.versionVsNode);
   su('start-up: (exists − its network time) / node -e 0 (wall)', startup?.existsBeyondNetworkRatio, TARGETS.existsBeyondNetworkVsNode,
-    startup && `network ${fmt(startup.networkSeconds * 1000, 0)} of ${fmt(startup.rows[4].wall * 1000, 0)} ms; ${fmt(startup.existsOverVersionSeconds * 1000, 0)} ms more than --version (imports + work)`);
+    startup &&
+      `network ${fmt(startup.networkSeconds * 1000, 0)} of ${fmt(startup.rows[4].wall * 1000, 0)} ms; ${fmt(startup.existsOverVersionSeconds * 1000, 0)} ms more than --version (imports + work); ` +
+        `answer at ${fmt(startup.rows[4].answer * 1000, 0)} ms, exit ${fmt((startup.rows[4].wall - startup.rows[4].answer) * 1000, 0)} ms later`);
   add('§8', 'big', 'big: pull → .tar.gz / peer path (skopeo + umoci + tar | gzip)', big.gzipVsPeer, TARGETS.gzipVsPeer, { why: formatsWhy ?? peersWhy(by.big) });
 
   add(12, 'big', 'big: unpack / pull -o .tar', big.unpackVsTar, TARGETS.unpackVsTar, { why: config.unpack ? undefined : 'not run (BENCH_UNPACK=0)' });
