@@ -7,5 +7,5 @@ import { ensureImage } from './lib/images.mjs';
 const [kind, param] = process.argv.slice(2);
 if (!kind || !param) throw new Error('usage: node bench/gen-image.mjs KIND PARAM');
 const here = dirname(fileURLToPath(import.meta.url));
-const meta = await ensureImage(join(here, '.cache'), kind, Number(param), (m) => process.stderr.write(`${m}\n`));
+const meta = await ensureImage(process.env.BENCH_CACHE_DIR ?? join(here, '.cache'), kind, Number(param), (m) => process.stderr.write(`${m}\n`));
 console.log(meta.key);

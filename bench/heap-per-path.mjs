@@ -5,7 +5,7 @@
 // flattener's state is then at its largest for that layer), minus the same before the
 // flatten started with the layer tars already in memory. Both parts are printed.
 import { readFileSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
+import { basename, join, dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as zlib from 'node:zlib';
 
@@ -18,8 +18,11 @@ const { flattenLayers } = await import(pathToFileURL(join(dist, 'index.js')).hre
 const growable = await import(pathToFileURL(join(dist, 'flatten', 'growable-array.js')).href).catch(() => undefined);
 const growableBytes = () => growable?.growableBytes() ?? 0;
 if (typeof gc !== 'function') throw new Error('run with node --expose-gc');
-const meta = JSON.parse(readFileSync(join(here, '.cache', 'images', key, 'meta.json'), 'utf8'));
-const tars = meta.layers.map((l) => zlib.gunzipSync(readFileSync(l.file)));
+// KEY: a cache key under bench/.cache/images (or BENCH_CACHE_DIR/images), or an image directory.
+const imageDir = key.includes('/') ? resolve(key) : join(process.env.BENCH_CACHE_DIR ?? join(here, '.cache'), 'images', key);
+const meta = JSON.parse(readFileSync(join(imageDir, 'meta.json'), 'utf8'));
+// The cache may have moved since meta.json was written (another checkout's): files beside it.
+const tars = meta.layers.map((l) => zlib.gunzipSync(readFileSync(join(imageDir, basename(l.file)))));
 const CHUNK = 64 * 1024;
 async function* chunksOf(buf) {
   for (let i = 0; i < buf.length; i += CHUNK) yield buf.subarray(i, Math.min(i + CHUNK, buf.length));

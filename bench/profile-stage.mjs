@@ -12,7 +12,7 @@ import { decompressor, encodeHeader, flattenLayers, readTar } from '../dist/inde
 
 const [stage, key, repeatArg] = process.argv.slice(2);
 const here = dirname(fileURLToPath(import.meta.url));
-const meta = JSON.parse(readFileSync(join(here, '.cache', 'images', key, 'meta.json'), 'utf8'));
+const meta = JSON.parse(readFileSync(join(process.env.BENCH_CACHE_DIR ?? join(here, '.cache'), 'images', key, 'meta.json'), 'utf8'));
 const gz = meta.layers.map((l) => readFileSync(l.file));
 const tars = gz.map((b) => zlib.gunzipSync(b));
 const CHUNK = 64 * 1024;

@@ -19,7 +19,7 @@ const stop = async () => {
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 for (const key of process.argv.slice(2)) {
-  const meta = JSON.parse(readFileSync(join(here, '.cache', 'images', key, 'meta.json'), 'utf8'));
+  const meta = JSON.parse(readFileSync(join(process.env.BENCH_CACHE_DIR ?? join(here, '.cache'), 'images', key, 'meta.json'), 'utf8'));
   const repo = `bench/${meta.kind}`;
   await pushImage(registry.url, repo, 'v1', meta);
   console.log(`${registry.host}/${repo}:v1`);

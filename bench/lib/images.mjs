@@ -14,6 +14,13 @@ import { hasTool } from './util.mjs';
 
 /** Bump when the generator changes what it produces: old cache entries are then ignored. */
 const GENERATOR_VERSION = 3;
+/**
+ * A kind whose output changed alone gets its own version, so the other kinds' cached images
+ * (minutes to build at full size) stay valid. single 4: the layer starts with `./`, as a
+ * base image's tarball does (alpine minirootfs, debuerreotype): pass-through insists on a
+ * root entry, and without one the pass-through rows measured the fallback.
+ */
+const KIND_VERSION = { single: 4 };
 const MTIME = 1_700_000_000;
 const MB = 1024 * 1024;
 
@@ -360,6 +367,7 @@ function singleLayers(mb, seed) {
   const layer = new Layer(0, `${seed}:L0`);
   const rng = new Rng(`${seed}:L0`);
   const filler = new Filler(layer, rng, new Map());
+  layer.dir('.');
   baseSkeleton(layer);
   filler.fill(mb * MB, 's-');
   filler.hardlinks(4);
@@ -457,7 +465,7 @@ function relocate(meta, dir) {
  * Returns { key, dir, layers: [{ digest, diffId, size, tarSize, entries, file }], config, manifest }.
  */
 export async function ensureImage(cacheRoot, kind, param, log) {
-  const key = `${kind}-${param}-g${GENERATOR_VERSION}`;
+  const key = `${kind}-${param}-g${KIND_VERSION[kind] ?? GENERATOR_VERSION}`;
   const dir = join(cacheRoot, 'images', key);
   const metaPath = join(dir, 'meta.json');
   if (existsSync(metaPath)) {

@@ -81,9 +81,9 @@ export function fmt(value, digits = 1) {
   return value.toFixed(digits);
 }
 
-/** A plain-text table: rows of arrays, first row = header. */
-export function table(rows) {
+/** A plain-text table: rows of arrays, first row = header; columns in `left` align left, the others right. */
+export function table(rows, left = [0]) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? '').length)));
-  const line = (r) => r.map((c, i) => (i === 0 ? String(c ?? '').padEnd(widths[i]) : String(c ?? '').padStart(widths[i]))).join('  ');
+  const line = (r) => r.map((c, i) => (left.includes(i) ? String(c ?? '').padEnd(widths[i]) : String(c ?? '').padStart(widths[i]))).join('  ').trimEnd();
   return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }
