@@ -7,6 +7,11 @@ export const NO_NODE = -1;
 export const ROOT_NODE = 0;
 
 const INITIAL_NODES = 1024;
+/**
+ * Small steps: the arrays grow in place (growable-array.ts), so a step costs only the pages it
+ * adds, and the room grown but not yet used stays under a quarter.
+ */
+const GROWTH = 1.25;
 
 /**
  * Every distinct path the flatten met, as a tree of numbered nodes held in typed arrays
@@ -129,7 +134,7 @@ export class PathTrie {
     if (this.count === this.parents.length) this.growNodes();
     const length = end - start;
     if (this.namesEnd + length > this.names.length) {
-      this.names = grown(this.names, Math.max(Math.ceil(this.names.length * 1.5), this.namesEnd + length));
+      this.names = grown(this.names, Math.max(Math.ceil(this.names.length * GROWTH), this.namesEnd + length));
     }
     const names = this.names;
     let at = this.namesEnd;
@@ -167,7 +172,7 @@ export class PathTrie {
   }
 
   private growNodes(): void {
-    const capacity = Math.ceil(this.parents.length * 1.5);
+    const capacity = Math.ceil(this.parents.length * GROWTH);
     this.parents = grown(this.parents, capacity);
     this.nameStarts = grown(this.nameStarts, capacity);
     for (const listener of this.growListeners) listener(capacity);
