@@ -15,6 +15,8 @@
  *   mkfifo(path: Buffer, mode: number): void
  *   writeFile(path, flags, body, uid, gid, mode, mtime, callback(error | null)): void
  *       a small regular file (open, write, fchown, fchmod, futimens, close) on the pool
+ *   writeFiles(meta, paths, bodies, results, callback(error | null)): void
+ *       many of them, in order, in one trip to the pool (see below)
  *
  * mknod and mkfifo apply the process umask like the syscalls do: clearing it around the call
  * would change it for every thread of the process (libuv's pool creates files meanwhile), and
@@ -443,6 +445,197 @@ static napi_value js_write_file(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * writeFiles: many small regular files in one trip to the pool. A trip costs tens of
+ * microseconds of thread handoff on the main thread (a futex wake, an async resource, a
+ * callback), as much as writing a small file on tmpfs; a batch pays it once for all.
+ *
+ *   writeFiles(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array,
+ *              callback(error | null)): void
+ *
+ * Job i is meta[8i .. 8i+7] = flags, uid (-1: keep), gid, mode, mtime seconds, offset of its
+ * NUL-terminated path in `paths`, offset and length of its body in `bodies`. Each job is what
+ * writeFile does, plus the replacement writeFile's callers do on EEXIST: what is at the path
+ * (lstat'd, never followed) is unlinked and the open tried once more, unless it is a
+ * directory. Jobs run in order and independently: results[2i] is 0 or the errno of job i,
+ * results[2i+1] the syscall that failed (WRITE_SYSCALLS). The callback gets an error only when
+ * the batch could not run at all. */
+
+static const char *const WRITE_SYSCALLS[] = {"", "open", "write", "fchown", "fchmod", "futimens", "close", "lstat", "unlink"};
+enum { SYS_NONE, SYS_OPEN, SYS_WRITE, SYS_FCHOWN, SYS_FCHMOD, SYS_FUTIMENS, SYS_CLOSE, SYS_LSTAT, SYS_UNLINK };
+#define META_FIELDS 8
+
+typedef struct {
+  napi_async_work work;
+  napi_ref refs[5]; /* meta, paths, bodies, results, callback */
+  const double *meta;
+  const char *paths;
+  const unsigned char *bodies;
+  int32_t *results;
+  size_t count;
+} batch_job;
+
+static int open_replacing(const char *path, int flags, int *syscall) {
+  int fd = open(path, flags | O_CLOEXEC, 0600);
+  if (fd >= 0 || errno != EEXIST) {
+    *syscall = SYS_OPEN;
+    return fd;
+  }
+  struct stat stats;
+  if (lstat(path, &stats) != 0) {
+    *syscall = SYS_LSTAT;
+    return -1;
+  }
+  if (S_ISDIR(stats.st_mode)) {
+    errno = EEXIST;
+    *syscall = SYS_OPEN;
+    return -1;
+  }
+  if (unlink(path) != 0) {
+    *syscall = SYS_UNLINK;
+    return -1;
+  }
+  *syscall = SYS_OPEN;
+  return open(path, flags | O_CLOEXEC, 0600);
+}
+
+static void batch_execute(napi_env env, void *data) {
+  (void)env;
+  batch_job *job = data;
+  for (size_t i = 0; i < job->count; i++) {
+    const double *m = job->meta + i * META_FIELDS;
+    const char *path = job->paths + (size_t)m[5];
+    const unsigned char *body = job->bodies + (size_t)m[6];
+    size_t length = (size_t)m[7];
+    int error = 0, syscall = SYS_NONE;
+    int fd = open_replacing(path, (int)m[0], &syscall);
+    if (fd < 0) {
+      job->results[2 * i] = errno;
+      job->results[2 * i + 1] = syscall;
+      continue;
+    }
+    for (size_t done = 0; done < length;) {
+      ssize_t written = write(fd, body + done, length - done);
+      if (written < 0) {
+        if (errno == EINTR) continue;
+        error = errno;
+        syscall = SYS_WRITE;
+        break;
+      }
+      done += (size_t)written;
+    }
+    /* fchmod after fchown, which clears setuid and setgid. */
+    if (error == 0 && m[1] >= 0 && fchown(fd, (uid_t)m[1], (gid_t)m[2]) != 0) error = errno, syscall = SYS_FCHOWN;
+    if (error == 0 && fchmod(fd, (mode_t)m[3]) != 0) error = errno, syscall = SYS_FCHMOD;
+    if (error == 0) {
+      double whole = floor(m[4]);
+      struct timespec time = {(time_t)whole, (long)((m[4] - whole) * 1e9)};
+      if (time.tv_nsec > 999999999) time.tv_nsec = 999999999;
+      struct timespec times[2] = {time, time};
+      if (futimens(fd, times) != 0) error = errno, syscall = SYS_FUTIMENS;
+    }
+    if (close(fd) != 0 && error == 0 && errno != EINTR) error = errno, syscall = SYS_CLOSE;
+    job->results[2 * i] = error;
+    job->results[2 * i + 1] = error == 0 ? SYS_NONE : syscall;
+  }
+}
+
+static void batch_release(napi_env env, batch_job *job) {
+  for (int i = 0; i < 5; i++) if (job->refs[i] != NULL) napi_delete_reference(env, job->refs[i]);
+  if (job->work != NULL) napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static void batch_complete(napi_env env, napi_status status, void *data) {
+  batch_job *job = data;
+  napi_value argv[1];
+  if (status != napi_ok) {
+    napi_value code, message;
+    napi_create_string_utf8(env, "ECANCELED", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "the writes were cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &argv[0]);
+  } else {
+    napi_get_null(env, &argv[0]);
+  }
+  napi_value callback, global;
+  napi_get_reference_value(env, job->refs[4], &callback);
+  napi_get_global(env, &global);
+  batch_release(env, job);
+  napi_call_function(env, global, callback, 1, argv, NULL);
+}
+
+static bool typed_arg(napi_env env, napi_value value, napi_typedarray_type want, const char *message, void **bytes, size_t *length) {
+  bool is_typedarray = false;
+  napi_is_typedarray(env, value, &is_typedarray);
+  napi_typedarray_type type = want == napi_uint8_array ? napi_int8_array : napi_uint8_array;
+  if (is_typedarray) napi_get_typedarray_info(env, value, &type, length, bytes, NULL, NULL);
+  if (type != want) {
+    throw_type_error(env, message);
+    return false;
+  }
+  return true;
+}
+
+static napi_value js_write_files(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv, "writeFiles(meta, paths, bodies, results, callback) takes five arguments")) return NULL;
+  void *meta = NULL, *paths = NULL, *bodies = NULL, *results = NULL;
+  size_t meta_length = 0, paths_length = 0, bodies_length = 0, results_length = 0;
+  if (!typed_arg(env, argv[0], napi_float64_array, "meta must be a Float64Array", &meta, &meta_length) ||
+      !typed_arg(env, argv[1], napi_uint8_array, "paths must be a Buffer", &paths, &paths_length) ||
+      !typed_arg(env, argv[2], napi_uint8_array, "bodies must be a Buffer", &bodies, &bodies_length) ||
+      !typed_arg(env, argv[3], napi_int32_array, "results must be an Int32Array", &results, &results_length)) {
+    return NULL;
+  }
+  napi_valuetype kind;
+  napi_typeof(env, argv[4], &kind);
+  if (kind != napi_function) return throw_type_error(env, "callback must be a function");
+  size_t count = meta_length / META_FIELDS;
+  if (meta_length % META_FIELDS != 0 || results_length < 2 * count) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "meta must hold 8 numbers per file and results 2 per file");
+    return NULL;
+  }
+  /* Everything the pool thread will read is checked here, so no job reads outside its buffers. */
+  const double *m = meta;
+  for (size_t i = 0; i < count; i++, m += META_FIELDS) {
+    bool whole = true;
+    /* All whole numbers but the mtime, which may have a fraction and only has to be finite. */
+    for (int f = 0; f < META_FIELDS; f++) whole = whole && (f == 4 ? m[f] > -9.2e18 && m[f] < 9.2e18 : m[f] == floor(m[f]));
+    const char *path = (const char *)paths + (size_t)(m[5] >= 0 ? m[5] : 0);
+    bool valid = whole && m[0] >= 0 && m[0] <= 0x7fffffff && m[1] >= -1 && m[1] <= 4294967294.0 && m[2] >= 0 &&
+                 m[2] <= 4294967294.0 && m[3] >= 0 && m[3] <= 07777 && m[5] >= 0 && m[5] < (double)paths_length &&
+                 *path != '\0' && memchr(path, 0, paths_length - (size_t)m[5]) != NULL && m[6] >= 0 && m[7] >= 0 &&
+                 m[6] + m[7] <= (double)bodies_length;
+    if (!valid) {
+      char message[96];
+      snprintf(message, sizeof message, "file %zu of the batch has an invalid field or range", i);
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+      return NULL;
+    }
+  }
+  batch_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->meta = meta;
+  job->paths = paths;
+  job->bodies = bodies;
+  job->results = results;
+  job->count = count;
+  napi_value name;
+  napi_create_string_utf8(env, "oci-rootfs:writeFiles", NAPI_AUTO_LENGTH, &name);
+  bool queued = true;
+  for (int i = 0; i < 5 && queued; i++) queued = napi_create_reference(env, argv[i], 1, &job->refs[i]) == napi_ok;
+  if (!queued || napi_create_async_work(env, NULL, name, batch_execute, batch_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    batch_release(env, job);
+    napi_throw_error(env, "ERR_OCI_ROOTFS_FS", "could not queue the writes");
+    return NULL;
+  }
+  return NULL;
+}
+
 static void export_function(napi_env env, napi_value exports, const char *name, napi_callback callback) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, callback, NULL, &fn);
@@ -456,6 +649,7 @@ static napi_value init(napi_env env, napi_value exports) {
   export_function(env, exports, "mknod", js_mknod);
   export_function(env, exports, "mkfifo", js_mkfifo);
   export_function(env, exports, "writeFile", js_write_file);
+  export_function(env, exports, "writeFiles", js_write_files);
   return exports;
 }
 

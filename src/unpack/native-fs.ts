@@ -29,6 +29,15 @@ export interface NativeFsBinding {
     mtimeSeconds: number,
     callback: (error: NodeJS.ErrnoException | null) => void,
   ): void;
+  /**
+   * Many small files in one trip to the thread pool, in order. File i is meta[8i..8i+7]:
+   * flags, uid (-1 keeps it), gid, mode, mtime seconds, offset of its NUL-terminated path in
+   * `paths`, offset and length of its body in `bodies`. An existing non-directory at a path
+   * is unlinked and the open retried once. results[2i] is 0 or the errno of file i,
+   * results[2i+1] the number of the syscall that failed (file-jobs.ts names them). The
+   * callback gets an error only when the batch could not run at all.
+   */
+  writeFiles(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array, callback: (error: Error | null) => void): void;
 }
 
 /** Relative to src/unpack/ and dist/unpack/ alike. */
@@ -47,7 +56,7 @@ export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBind
   if (binding === undefined) {
     try {
       const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
-      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile'] as const).every((name) => typeof loaded[name] === 'function');
+      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile', 'writeFiles'] as const).every((name) => typeof loaded[name] === 'function');
       binding = complete ? (loaded as NativeFsBinding) : null;
       if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
     } catch (error) {

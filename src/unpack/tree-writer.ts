@@ -40,7 +40,7 @@ import { HardlinkTargetError, OciRootfsError, UnsafeEntryError } from '../errors
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
 import { Directories, type DirectoryRecord } from './directories.js';
 import { entryMtime, entryXattrs, ROOTLESS_XATTR, rootlessOwnerRecord, xattrVerdict, type UnpackPolicy } from './policy.js';
-import { BodyWriter, FileJobs } from './file-jobs.js';
+import { BodyWriter, createFileJobs } from './file-jobs.js';
 import { SpecialFileError, SpecialFiles } from './special-files.js';
 
 export interface UnpackWarning {
@@ -75,7 +75,7 @@ export class TreeWriter {
   readonly #root: Buffer;
   readonly #policy: UnpackPolicy;
   readonly #dirs = new Directories();
-  readonly #jobs = new FileJobs();
+  readonly #jobs = createFileJobs();
   readonly #special: SpecialFiles;
   readonly #onWarning: ((warning: UnpackWarning) => void) | undefined;
   /** Files we create are ours already; chown only when the owner differs. */
@@ -180,13 +180,11 @@ export class TreeWriter {
     if (this.#isSmallPlainFile(header)) {
       const chunks: Buffer[] = [];
       if (header.size > 0) for await (const chunk of entry.body()) chunks.push(chunk);
-      // A copy: a slice would keep the whole source chunk alive while the job waits.
-      const body = Buffer.concat(chunks);
       const owner = !this.#policy.rootless && (header.uid !== this.#ownUid || header.gid !== this.#ownGid);
       await this.#jobs.add(key, {
         path,
         flags: CREATE_FILE,
-        body,
+        body: chunks,
         ...(owner ? { owner: { uid: header.uid, gid: header.gid } } : {}),
         mode: header.mode & 0o7777,
         mtime: entryMtime(header),
