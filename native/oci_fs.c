@@ -15,8 +15,8 @@
  *   mkfifo(path: Buffer, mode: number): void
  *   writeFile(path, flags, body, uid, gid, mode, mtime, callback(error | null)): void
  *       a small regular file (open, write, fchown, fchmod, futimens, close) on the pool
- *   writeFiles(meta, paths, bodies, results, callback(error | null)): void
- *       many of them, in order, in one trip to the pool (see below)
+ *   writeBatch(meta, paths, bodies, results, callback(error | null)): void
+ *       many of them and directories, in order, in one trip to the pool (see below)
  *
  * mknod and mkfifo apply the process umask like the syscalls do: clearing it around the call
  * would change it for every thread of the process (libuv's pool creates files meanwhile), and
@@ -446,24 +446,30 @@ static napi_value js_write_file(napi_env env, napi_callback_info info) {
 }
 
 /* ---------------------------------------------------------------------------------------
- * writeFiles: many small regular files in one trip to the pool. A trip costs tens of
- * microseconds of thread handoff on the main thread (a futex wake, an async resource, a
- * callback), as much as writing a small file on tmpfs; a batch pays it once for all.
+ * writeBatch: many small regular files and directories in one trip to the pool. A trip costs
+ * tens of microseconds of thread handoff on the main thread (a futex wake, an async
+ * resource, a callback), as much as writing a small file on tmpfs; a batch pays it once.
  *
- *   writeFiles(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array,
+ *   writeBatch(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array,
  *              callback(error | null)): void
  *
- * Job i is meta[8i .. 8i+7] = flags, uid (-1: keep), gid, mode, mtime seconds, offset of its
- * NUL-terminated path in `paths`, offset and length of its body in `bodies`. Each job is what
- * writeFile does, plus the replacement writeFile's callers do on EEXIST: what is at the path
- * (lstat'd, never followed) is unlinked and the open tried once more, unless it is a
- * directory. Jobs run in order and independently: results[2i] is 0 or the errno of job i,
- * results[2i+1] the syscall that failed (WRITE_SYSCALLS). The callback gets an error only when
- * the batch could not run at all. */
+ * Entry i is meta[9i .. 9i+8] = flags, uid (-1: keep), gid, mode, mtime seconds, offset of
+ * its NUL-terminated path in `paths`, offset and length of its body in `bodies`, kind (0 a
+ * regular file, 1 a directory).
+ * - A file is what writeFile does, plus the replacement writeFile's callers do on EEXIST:
+ *   what is at the path (lstat'd, never followed) is unlinked and the open tried once more,
+ *   unless it is a directory.
+ * - A directory is mkdir(path, 0700) (mode and times come in the unpack's finishing pass);
+ *   an existing directory is kept (children merge), anything else there is unlinked first;
+ *   then lchown unless uid is -1. flags, mode, mtime and the body are not used.
+ * Entries run in order and independently: results[2i] is 0 or the errno of entry i,
+ * results[2i+1] the number of the syscall that failed (the enum below). The callback gets an error only
+ * when the batch could not run at all. */
 
-static const char *const WRITE_SYSCALLS[] = {"", "open", "write", "fchown", "fchmod", "futimens", "close", "lstat", "unlink"};
-enum { SYS_NONE, SYS_OPEN, SYS_WRITE, SYS_FCHOWN, SYS_FCHMOD, SYS_FUTIMENS, SYS_CLOSE, SYS_LSTAT, SYS_UNLINK };
-#define META_FIELDS 8
+/* Only the numbers cross to JavaScript: file-jobs.ts has the same list of names. */
+enum { SYS_NONE, SYS_OPEN, SYS_WRITE, SYS_FCHOWN, SYS_FCHMOD, SYS_FUTIMENS, SYS_CLOSE, SYS_LSTAT, SYS_UNLINK, SYS_MKDIR, SYS_LCHOWN };
+#define META_FIELDS 9
+enum { KIND_FILE, KIND_DIRECTORY };
 
 typedef struct {
   napi_async_work work;
@@ -499,12 +505,33 @@ static int open_replacing(const char *path, int flags, int *syscall) {
   return open(path, flags | O_CLOEXEC, 0600);
 }
 
+/* The directory of a batch entry: 0, or the errno with *syscall set. */
+static int make_directory(const char *path, double uid, double gid, int *syscall) {
+  if (mkdir(path, 0700) != 0) {
+    if (errno != EEXIST) return *syscall = SYS_MKDIR, errno;
+    struct stat stats;
+    if (lstat(path, &stats) != 0) return *syscall = SYS_LSTAT, errno;
+    if (!S_ISDIR(stats.st_mode)) {
+      if (unlink(path) != 0) return *syscall = SYS_UNLINK, errno;
+      if (mkdir(path, 0700) != 0) return *syscall = SYS_MKDIR, errno;
+    }
+  }
+  if (uid >= 0 && lchown(path, (uid_t)uid, (gid_t)gid) != 0) return *syscall = SYS_LCHOWN, errno;
+  return 0;
+}
+
 static void batch_execute(napi_env env, void *data) {
   (void)env;
   batch_job *job = data;
   for (size_t i = 0; i < job->count; i++) {
     const double *m = job->meta + i * META_FIELDS;
     const char *path = job->paths + (size_t)m[5];
+    if (m[8] == KIND_DIRECTORY) {
+      int syscall = SYS_NONE;
+      job->results[2 * i] = make_directory(path, m[1], m[2], &syscall);
+      job->results[2 * i + 1] = job->results[2 * i] == 0 ? SYS_NONE : syscall;
+      continue;
+    }
     const unsigned char *body = job->bodies + (size_t)m[6];
     size_t length = (size_t)m[7];
     int error = 0, syscall = SYS_NONE;
@@ -576,9 +603,9 @@ static bool typed_arg(napi_env env, napi_value value, napi_typedarray_type want,
   return true;
 }
 
-static napi_value js_write_files(napi_env env, napi_callback_info info) {
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  if (!get_args(env, info, 5, argv, "writeFiles(meta, paths, bodies, results, callback) takes five arguments")) return NULL;
+  if (!get_args(env, info, 5, argv, "writeBatch(meta, paths, bodies, results, callback) takes five arguments")) return NULL;
   void *meta = NULL, *paths = NULL, *bodies = NULL, *results = NULL;
   size_t meta_length = 0, paths_length = 0, bodies_length = 0, results_length = 0;
   if (!typed_arg(env, argv[0], napi_float64_array, "meta must be a Float64Array", &meta, &meta_length) ||
@@ -592,7 +619,7 @@ static napi_value js_write_files(napi_env env, napi_callback_info info) {
   if (kind != napi_function) return throw_type_error(env, "callback must be a function");
   size_t count = meta_length / META_FIELDS;
   if (meta_length % META_FIELDS != 0 || results_length < 2 * count) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "meta must hold 8 numbers per file and results 2 per file");
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "meta must hold 9 numbers per entry and results 2 per entry");
     return NULL;
   }
   /* Everything the pool thread will read is checked here, so no job reads outside its buffers. */
@@ -605,10 +632,10 @@ static napi_value js_write_files(napi_env env, napi_callback_info info) {
     bool valid = whole && m[0] >= 0 && m[0] <= 0x7fffffff && m[1] >= -1 && m[1] <= 4294967294.0 && m[2] >= 0 &&
                  m[2] <= 4294967294.0 && m[3] >= 0 && m[3] <= 07777 && m[5] >= 0 && m[5] < (double)paths_length &&
                  *path != '\0' && memchr(path, 0, paths_length - (size_t)m[5]) != NULL && m[6] >= 0 && m[7] >= 0 &&
-                 m[6] + m[7] <= (double)bodies_length;
+                 m[6] + m[7] <= (double)bodies_length && (m[8] == KIND_FILE || m[8] == KIND_DIRECTORY);
     if (!valid) {
       char message[96];
-      snprintf(message, sizeof message, "file %zu of the batch has an invalid field or range", i);
+      snprintf(message, sizeof message, "entry %zu of the batch has an invalid field or range", i);
       napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
       return NULL;
     }
@@ -624,7 +651,7 @@ static napi_value js_write_files(napi_env env, napi_callback_info info) {
   job->results = results;
   job->count = count;
   napi_value name;
-  napi_create_string_utf8(env, "oci-rootfs:writeFiles", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, "oci-rootfs:writeBatch", NAPI_AUTO_LENGTH, &name);
   bool queued = true;
   for (int i = 0; i < 5 && queued; i++) queued = napi_create_reference(env, argv[i], 1, &job->refs[i]) == napi_ok;
   if (!queued || napi_create_async_work(env, NULL, name, batch_execute, batch_complete, job, &job->work) != napi_ok ||
@@ -649,7 +676,7 @@ static napi_value init(napi_env env, napi_value exports) {
   export_function(env, exports, "mknod", js_mknod);
   export_function(env, exports, "mkfifo", js_mkfifo);
   export_function(env, exports, "writeFile", js_write_file);
-  export_function(env, exports, "writeFiles", js_write_files);
+  export_function(env, exports, "writeBatch", js_write_batch);
   return exports;
 }
 

@@ -33,8 +33,17 @@ export interface FileJob {
   mtime: number;
 }
 
+/** A directory to create (0700; its mode and times come in the finishing pass). */
+export interface DirectoryJob {
+  path: Buffer;
+  /** Absent: keep the creating user's ownership. */
+  owner?: { uid: number; gid: number };
+}
+
 /** What the tree writer needs of the small-file queue; {@link createFileJobs} picks one. */
 export interface FileJobs {
+  /** Whether {@link addDirectory} may be called; otherwise the caller makes directories itself. */
+  readonly queuesDirectories: boolean;
   /** Files queued or being written. */
   readonly size: number;
   has(key: string): boolean;
@@ -48,6 +57,11 @@ export interface FileJobs {
   settleAll(): Promise<void>;
   /** Queues `job` for `key` (waiting for room first). */
   add(key: string, job: FileJob): Promise<void>;
+  /**
+   * Queues the directory `key`: what is there already is kept when it is a directory,
+   * replaced otherwise. Entries queued later below it run after it.
+   */
+  addDirectory(key: string, job: DirectoryJob): Promise<void>;
 }
 
 /** `native`: the fs addon (batches of files per pool trip), by default when it loads; `null` for node:fs. */
@@ -63,6 +77,7 @@ function jobFailure(key: string, error: unknown): OciRootfsError {
 
 /** node:fs: each file is six promisified calls, a bounded number of files at a time. */
 export class PooledFileJobs implements FileJobs {
+  readonly queuesDirectories = false;
   readonly #byKey = new Map<string, Promise<void>>();
   #bytes = 0;
   #failure: { error: unknown } | undefined;
@@ -118,13 +133,22 @@ export class PooledFileJobs implements FileJobs {
       });
     this.#byKey.set(key, running);
   }
+
+  addDirectory(): Promise<void> {
+    throw new Error('node:fs jobs do not queue directories');
+  }
 }
 
-const META_FIELDS = 8;
-/** The syscall names of writeFiles' results, by number (native/oci_fs.c). */
-const SYSCALLS = ['', 'open', 'write', 'fchown', 'fchmod', 'futimens', 'close', 'lstat', 'unlink'];
+const META_FIELDS = 9;
+const KIND_FILE = 0;
+const KIND_DIRECTORY = 1;
+/** The syscall names of writeBatch's results, by number (native/oci_fs.c). */
+const SYSCALLS = ['', 'open', 'write', 'fchown', 'fchmod', 'futimens', 'close', 'lstat', 'unlink', 'mkdir', 'lchown'];
+const NO_BODY: readonly Buffer[] = [];
+/** A file or a directory (which has no flags, body, mode or mtime in a batch). */
+type BatchEntry = DirectoryJob & Partial<Pick<FileJob, 'flags' | 'body' | 'mode' | 'mtime'>>;
 
-/** Files collected for one writeFiles call; reused once its call has ended. */
+/** Entries collected for one writeBatch call; reused once its call has ended. */
 class Batch {
   meta: Float64Array;
   results: Int32Array;
@@ -133,6 +157,8 @@ class Batch {
   readonly keys: string[] = [];
   pathBytes = 0;
   bodyBytes = 0;
+  /** Earlier batches (their `done` of that use) that create a parent of an entry here. */
+  after: Array<Promise<void>> = [];
   done: Promise<void> = Promise.resolve();
   settled: () => void = () => undefined;
 
@@ -164,22 +190,23 @@ class Batch {
     this.done = new Promise((resolve) => (this.settled = resolve));
   }
 
-  push(key: string, job: FileJob, size: number): void {
+  push(key: string, kind: number, job: BatchEntry, size: number): void {
     if (this.pathBytes + job.path.length + 1 > this.paths.length) this.paths = Buffer.allocUnsafeSlow(job.path.length + 1);
     if (this.bodyBytes + size > this.bodies.length) this.bodies = Buffer.allocUnsafeSlow(size);
     const at = this.count * META_FIELDS;
     const meta = this.meta;
-    meta[at] = job.flags;
+    meta[at] = job.flags ?? 0;
     meta[at + 1] = job.owner?.uid ?? -1;
     meta[at + 2] = job.owner?.gid ?? 0;
-    meta[at + 3] = job.mode;
-    meta[at + 4] = job.mtime;
+    meta[at + 3] = job.mode ?? 0;
+    meta[at + 4] = job.mtime ?? 0;
     meta[at + 5] = this.pathBytes;
     meta[at + 6] = this.bodyBytes;
     meta[at + 7] = size;
+    meta[at + 8] = kind;
     this.pathBytes += job.path.copy(this.paths, this.pathBytes);
     this.paths[this.pathBytes++] = 0;
-    for (const chunk of job.body) this.bodyBytes += chunk.copy(this.bodies, this.bodyBytes);
+    for (const chunk of job.body ?? NO_BODY) this.bodyBytes += chunk.copy(this.bodies, this.bodyBytes);
     this.keys.push(key);
   }
 
@@ -202,16 +229,22 @@ class Batch {
 }
 
 /**
- * The fs addon: small files go in batches, one writeFiles call (one pool trip) each. A trip
- * costs the main thread tens of microseconds on a VM (futex wake-ups, an async resource, a
- * callback, a promise), about what a small file costs the kernel, so one trip per file made
- * the main thread the bottleneck. Batches fill while up to `maxInFlight` are being written,
- * and leave when full, when the event loop has nothing else to run (so a slow stream never
- * holds files back), when one in flight ends, or when a path in them is waited for.
- * Files of different batches never share a path (the tree writer settles a path before it
- * touches it again), so batches may run side by side.
+ * The fs addon: small files and new directories go in batches, one writeBatch call (one pool
+ * trip) each. A trip costs the main thread tens of microseconds on a VM (futex wake-ups, an
+ * async resource, a callback, a promise), about what a small file costs the kernel, so one
+ * trip per file made the main thread the bottleneck; and a mkdir on the main thread stopped
+ * the whole stream while the kernel looked for a free inode (milliseconds on a busy ext4).
+ * Batches fill while up to `maxInFlight` are being written, and leave when full, when the
+ * event loop has nothing else to run (so a slow stream never holds entries back), when one in
+ * flight ends, or when a path in them is waited for.
+ *
+ * Order: entries of one batch run in order on one thread. Entries of different batches never
+ * share a path (the tree writer settles a path before it touches it again); an entry whose
+ * parent directory is created by an earlier batch still running makes its whole batch wait
+ * for that one, so a directory always exists before anything is created in it.
  */
 export class BatchedFileJobs implements FileJobs {
+  readonly queuesDirectories = true;
   readonly #byKey = new Map<string, Batch>();
   readonly #inFlight = new Set<Batch>();
   readonly #spare: Batch[] = [];
@@ -256,16 +289,27 @@ export class BatchedFileJobs implements FileJobs {
   }
 
   async add(key: string, job: FileJob): Promise<void> {
-    this.throwIfFailed();
     let size = 0;
     for (const chunk of job.body) size += chunk.length;
+    await this.#queue(key, KIND_FILE, job, size);
+  }
+
+  async addDirectory(key: string, job: DirectoryJob): Promise<void> {
+    await this.#queue(key, KIND_DIRECTORY, job, 0);
+  }
+
+  async #queue(key: string, kind: number, job: BatchEntry, size: number): Promise<void> {
+    this.throwIfFailed();
     while (this.#pending !== undefined && !this.#pending.fits(job.path.length, size)) {
       if (this.#inFlight.size < this.maxInFlight) this.#submit();
       else await Promise.race([...this.#inFlight].map((batch) => batch.done));
     }
     this.throwIfFailed();
     const batch = (this.#pending ??= this.#newBatch());
-    batch.push(key, job, size);
+    const slash = key.lastIndexOf('/');
+    const parent = slash === -1 ? undefined : this.#byKey.get(key.slice(0, slash));
+    if (parent !== undefined && parent !== batch && !batch.after.includes(parent.done)) batch.after.push(parent.done);
+    batch.push(key, kind, job, size);
     this.#byKey.set(key, batch);
     if (batch.full && this.#inFlight.size < this.maxInFlight) {
       this.#submit();
@@ -289,13 +333,20 @@ export class BatchedFileJobs implements FileJobs {
     if (batch === undefined) return;
     this.#pending = undefined;
     this.#inFlight.add(batch);
-    try {
-      this.native.writeFiles(batch.meta.subarray(0, batch.count * META_FIELDS), batch.paths, batch.bodies, batch.results, (error) =>
-        this.#ended(batch, error),
-      );
-    } catch (error) {
-      this.#ended(batch, error as Error);
-    }
+    const run = (): void => {
+      try {
+        this.native.writeBatch(batch.meta.subarray(0, batch.count * META_FIELDS), batch.paths, batch.bodies, batch.results, (error) =>
+          this.#ended(batch, error),
+        );
+      } catch (error) {
+        this.#ended(batch, error as Error);
+      }
+    };
+    const after = batch.after;
+    batch.after = [];
+    // `done` promises never reject.
+    if (after.length === 0) run();
+    else void Promise.all(after).then(run);
   }
 
   #ended(batch: Batch, error: Error | null): void {

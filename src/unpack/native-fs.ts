@@ -30,14 +30,15 @@ export interface NativeFsBinding {
     callback: (error: NodeJS.ErrnoException | null) => void,
   ): void;
   /**
-   * Many small files in one trip to the thread pool, in order. File i is meta[8i..8i+7]:
-   * flags, uid (-1 keeps it), gid, mode, mtime seconds, offset of its NUL-terminated path in
-   * `paths`, offset and length of its body in `bodies`. An existing non-directory at a path
-   * is unlinked and the open retried once. results[2i] is 0 or the errno of file i,
-   * results[2i+1] the number of the syscall that failed (file-jobs.ts names them). The
-   * callback gets an error only when the batch could not run at all.
+   * Many small files and directories in one trip to the thread pool, in order. Entry i is
+   * meta[9i..9i+8]: flags, uid (-1 keeps it), gid, mode, mtime seconds, offset of its
+   * NUL-terminated path in `paths`, offset and length of its body in `bodies`, kind (0 file,
+   * 1 directory: mkdir 0700, an existing directory kept, then lchown). An existing
+   * non-directory at a path is unlinked and the call retried once. results[2i] is 0 or the
+   * errno of entry i, results[2i+1] the number of the syscall that failed (file-jobs.ts names
+   * them). The callback gets an error only when the batch could not run at all.
    */
-  writeFiles(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array, callback: (error: Error | null) => void): void;
+  writeBatch(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array, callback: (error: Error | null) => void): void;
 }
 
 /** Relative to src/unpack/ and dist/unpack/ alike. */
@@ -56,7 +57,7 @@ export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBind
   if (binding === undefined) {
     try {
       const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
-      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile', 'writeFiles'] as const).every((name) => typeof loaded[name] === 'function');
+      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile', 'writeBatch'] as const).every((name) => typeof loaded[name] === 'function');
       binding = complete ? (loaded as NativeFsBinding) : null;
       if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
     } catch (error) {

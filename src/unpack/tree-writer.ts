@@ -191,6 +191,7 @@ export class TreeWriter {
       });
       return;
     }
+    await this.#settleParent(key);
     const fd = this.#create(key, path, () => openSync(path, CREATE_FILE, 0o600));
     try {
       if (header.sparse !== undefined) {
@@ -222,11 +223,34 @@ export class TreeWriter {
   /** No xattrs to set (or owner to record), not sparse, small enough to hold: a job. */
   #isSmallPlainFile(header: TarHeader): boolean {
     if (header.size > SMALL_FILE_BYTES || header.sparse !== undefined) return false;
-    if (header.pax.length > 0 && entryXattrs(header).length > 0) return false;
-    return !this.#policy.rootless || rootlessOwnerRecord(header.uid, header.gid) === undefined;
+    return !this.#hasXattrsToSet(header);
+  }
+
+  /** Whether the entry has xattrs, or a rootless owner record: those are set here, synchronously. */
+  #hasXattrsToSet(header: TarHeader): boolean {
+    if (header.pax.length > 0 && entryXattrs(header).length > 0) return true;
+    return this.#policy.rootless && rootlessOwnerRecord(header.uid, header.gid) !== undefined;
+  }
+
+  /**
+   * Waits until the parent of `key` exists on disk: it may be a directory queued on the pool.
+   * Its own parents were made before it (batches wait for the batches that make their
+   * parents), so the parent is enough.
+   */
+  async #settleParent(key: string): Promise<void> {
+    if (this.#jobs.size === 0) return;
+    const slash = key.lastIndexOf('/');
+    if (slash !== -1) await this.#jobs.settle(key.slice(0, slash));
   }
 
   async #writeDirectory(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    if (!this.#dirs.has(key) && this.#jobs.queuesDirectories && !this.#hasXattrsToSet(header)) {
+      // Made on the pool with the files around it; the batch keeps it before its children.
+      await this.#jobs.addDirectory(key, { path, ...(this.#policy.rootless ? {} : { owner: { uid: header.uid, gid: header.gid } }) });
+      this.#dirs.declare(key, path, header.mode & 0o7777, entryMtime(header));
+      return;
+    }
+    await this.#settleParent(key);
     if (!this.#dirs.has(key)) {
       try {
         mkdirSync(path, 0o700);
@@ -247,6 +271,7 @@ export class TreeWriter {
   async #writeSymlink(header: TarHeader, key: string, path: Buffer): Promise<void> {
     // The target is data, written as it is: absolute and `..` targets are legal in a rootfs,
     // and nothing here ever follows one.
+    await this.#settleParent(key);
     this.#create(key, path, () => symlinkSync(header.linkname, path));
     this.#chown(path, header, false);
     await this.#setXattrs(path, header, key);
@@ -267,10 +292,12 @@ export class TreeWriter {
     }
     if (stats.isDirectory()) throw new UnsafeEntryError(`${describe(header.name)}: a hardlink to the directory ${describe(header.linkname)}`);
     // link(2) never follows a symlink at the target: a link to a symlink links the symlink.
+    await this.#settleParent(key);
     this.#create(key, path, () => linkSync(target, path));
   }
 
   async #writeDevice(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    await this.#settleParent(key);
     if (!this.#policy.rootless) {
       const type = header.type === 'block-device' ? S_IFBLK : S_IFCHR;
       try {
@@ -297,6 +324,7 @@ export class TreeWriter {
   }
 
   async #writeFifo(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    await this.#settleParent(key);
     await this.#createSpecial(key, path, () => this.#special.mkfifo(path, header.mode & 0o777));
     await this.#finishSpecial(header, key, path);
   }
@@ -331,6 +359,9 @@ export class TreeWriter {
   async #checkParents(key: string, create: boolean, name: Buffer): Promise<void> {
     const last = key.lastIndexOf('/');
     if (last === -1 || this.#dirs.has(key.slice(0, last))) return;
+    // Rare (a parent after its children, or a missing one): the known ones must be on disk
+    // before the rest are looked at and made.
+    await this.#jobs.settleAll();
     for (let slash = key.indexOf('/'); slash !== -1; slash = key.indexOf('/', slash + 1)) {
       const parent = key.slice(0, slash);
       if (this.#dirs.has(parent)) continue;
