@@ -1,13 +1,17 @@
 /**
- * Small regular files written concurrently. Creating a file costs a synchronous journal and
- * directory update in the kernel; on a busy or slow disk that is milliseconds per file, and
- * one file at a time would leave the disk idle between them. So small files (their bytes
+ * Small regular files and new directories written behind the stream. Creating a file costs
+ * the kernel a directory update and an inode (milliseconds on a busy disk, more on an ext4
+ * without a journal that skips recently deleted inodes one by one), and the main thread
+ * must not wait for that while it could parse the next entries. So small files (their bytes
  * already read off the tar stream) are created, written and closed on the thread pool, a
- * bounded number at a time, while the next entries are parsed.
+ * bounded number at a time: with the fs addon in batches of many files and directories per
+ * pool trip ({@link BatchedFileJobs}), with node:fs one file per job ({@link PooledFileJobs}).
  *
  * Ordering stays the tree writer's job: it waits for the job of a path before touching that
- * path again (a later duplicate, a hardlink to it, a child below it) and for all of them
- * before removing a directory or finishing the tree.
+ * path again (a later duplicate, a hardlink to it, a child below it), for the parent of an
+ * entry it writes itself, and for all of them before removing a directory or finishing the
+ * tree. The batched queue adds one rule of its own: a batch waits for earlier batches that
+ * make a parent of one of its entries.
  */
 import { close, fchmod, fchown, futimes, lstatSync, open, unlinkSync, write } from 'node:fs';
 import { getSystemErrorMap, promisify } from 'node:util';

@@ -12,10 +12,11 @@
  *   link itself (lchown, lutimes); chmod comes after chown, which clears setuid and setgid;
  * - directories get their mode and mtime in the finishing pass ({@link Directories}).
  *
- * Small plain files are written a few at a time on the thread pool ({@link FileJobs}): on a
- * busy disk creating a file waits on the journal, and overlapping those waits is what makes
- * a 100,000-file image fast. Everything else is synchronous, in stream order: short calls
- * for which a thread-pool round trip would cost more than the call.
+ * Small plain files, and with the fs addon new plain directories, are written behind the
+ * stream on the thread pool ({@link FileJobs}): creating an inode can take the kernel
+ * milliseconds, and letting the main thread parse meanwhile is what makes a 100,000-file
+ * image fast. Everything else is synchronous, in stream order, once the entry's parent is
+ * on disk: short calls for which a thread-pool round trip would cost more than the call.
  */
 import {
   closeSync,

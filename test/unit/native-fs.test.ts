@@ -133,39 +133,6 @@ describe('the fs addon', () => {
   });
 });
 
-describe('writeFile of the fs addon', () => {
-  const write = (fs: NativeFsBinding, path: Buffer, flags: number, body: Buffer, uid: number, gid: number, mode: number, mtime: number) =>
-    new Promise<void>((resolve, reject) => fs.writeFile(path, flags, body, uid, gid, mode, mtime, (error) => (error === null ? resolve() : reject(error))));
-  const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-
-  it('writes a whole file with its owner, mode (setuid kept after chown) and mtime, in one call', async () => {
-    const fs = addon();
-    const path = join(dir, 'f');
-    const body = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251));
-    await write(fs, bytes(path), CREATE, body, isRoot ? 1234 : -1, isRoot ? 5678 : 0, 0o4755, 1_600_000_000.25);
-    // Before reading it back: the read moves the atime (relatime).
-    const stats = lstatSync(path, { bigint: true });
-    expect(Number(stats.mode & 0o7777n)).toBe(0o4755);
-    expect(stats.mtimeNs).toBe(1_600_000_000_250_000_000n);
-    expect(stats.atimeNs).toBe(1_600_000_000_250_000_000n);
-    if (isRoot) expect([stats.uid, stats.gid]).toEqual([1234n, 5678n]);
-    expect(readFileSync(path).equals(body)).toBe(true);
-  });
-
-  it('fails with the errno of the syscall that failed: EEXIST from open, never following a symlink', async () => {
-    const fs = addon();
-    writeFileSync(join(dir, 'target'), 'keep');
-    symlinkSync('target', join(dir, 'link'));
-    const exists = await write(fs, bytes(join(dir, 'target')), CREATE, Buffer.from('x'), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(exists).toMatchObject({ code: 'EEXIST', syscall: 'open', errno: -17 });
-    const link = await write(fs, bytes(join(dir, 'link')), CREATE, Buffer.from('x'), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(link).toMatchObject({ code: 'EEXIST', syscall: 'open' });
-    expect(readFileSync(join(dir, 'target'), 'utf8')).toBe('keep');
-    const missing = await write(fs, bytes(join(dir, 'no/such/f')), CREATE, Buffer.alloc(0), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(missing).toMatchObject({ code: 'ENOENT', syscall: 'open' });
-  });
-});
-
 describe('writeBatch of the fs addon', () => {
   const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   interface Entry {
