@@ -1,8 +1,10 @@
 /**
  * The optional oci_fs addon (native/oci_fs.c): lsetxattr, lremovexattr, llistxattr, mknod
- * and mkfifo as direct, synchronous syscalls. Built at `npm install` wherever a C compiler
- * is (it needs only libc); without it unpack does these through a python3 helper process
- * (special-files.ts). `OCI_ROOTFS_NATIVE=0` turns it off, as it does the deflate addon.
+ * and mkfifo as direct, synchronous syscalls, and writeBatch, which makes many small files
+ * and directories in one trip to the thread pool. Built at `npm install` wherever a C
+ * compiler is (it needs only libc); without it unpack does the former through a python3
+ * helper process (special-files.ts) and the latter with node:fs (file-jobs.ts).
+ * `OCI_ROOTFS_NATIVE=0` turns it off, as it does the deflate addon.
  */
 import { createRequire } from 'node:module';
 import { nativeDisabled } from '../streams/native-deflate.js';
@@ -16,19 +18,15 @@ export interface NativeFsBinding {
   mknod(path: Buffer, mode: number, major: number, minor: number): void;
   mkfifo(path: Buffer, mode: number): void;
   /**
-   * A small regular file in one trip to the thread pool: open(path, flags, 0600), write all of
-   * `body`, fchown (unless `uid` is -1), fchmod(mode), futimens(mtime, mtime), close.
+   * Many small files and directories in one trip to the thread pool, in order. Entry i is
+   * meta[9i..9i+8]: flags, uid (-1 keeps it), gid, mode, mtime seconds, offset of its
+   * NUL-terminated path in `paths`, offset and length of its body in `bodies`, kind (0 file,
+   * 1 directory: mkdir 0700, an existing directory kept, then lchown). An existing
+   * non-directory at a path is unlinked and the call retried once. results[2i] is 0 or the
+   * errno of entry i, results[2i+1] the number of the syscall that failed (file-jobs.ts names
+   * them). The callback gets an error only when the batch could not run at all.
    */
-  writeFile(
-    path: Buffer,
-    flags: number,
-    body: Buffer,
-    uid: number,
-    gid: number,
-    mode: number,
-    mtimeSeconds: number,
-    callback: (error: NodeJS.ErrnoException | null) => void,
-  ): void;
+  writeBatch(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array, callback: (error: Error | null) => void): void;
 }
 
 /** Relative to src/unpack/ and dist/unpack/ alike. */
@@ -47,7 +45,7 @@ export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBind
   if (binding === undefined) {
     try {
       const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
-      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeFile'] as const).every((name) => typeof loaded[name] === 'function');
+      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeBatch'] as const).every((name) => typeof loaded[name] === 'function');
       binding = complete ? (loaded as NativeFsBinding) : null;
       if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
     } catch (error) {

@@ -12,10 +12,11 @@
  *   link itself (lchown, lutimes); chmod comes after chown, which clears setuid and setgid;
  * - directories get their mode and mtime in the finishing pass ({@link Directories}).
  *
- * Small plain files are written a few at a time on the thread pool ({@link FileJobs}): on a
- * busy disk creating a file waits on the journal, and overlapping those waits is what makes
- * a 100,000-file image fast. Everything else is synchronous, in stream order: short calls
- * for which a thread-pool round trip would cost more than the call.
+ * Small plain files, and with the fs addon new plain directories, are written behind the
+ * stream on the thread pool ({@link FileJobs}): creating an inode can take the kernel
+ * milliseconds, and letting the main thread parse meanwhile is what makes a 100,000-file
+ * image fast. Everything else is synchronous, in stream order, once the entry's parent is
+ * on disk: short calls for which a thread-pool round trip would cost more than the call.
  */
 import {
   closeSync,
@@ -40,7 +41,7 @@ import { HardlinkTargetError, OciRootfsError, UnsafeEntryError } from '../errors
 import type { TarEntry, TarHeader } from '../streams/tar/types.js';
 import { Directories, type DirectoryRecord } from './directories.js';
 import { entryMtime, entryXattrs, ROOTLESS_XATTR, rootlessOwnerRecord, xattrVerdict, type UnpackPolicy } from './policy.js';
-import { BodyWriter, FileJobs } from './file-jobs.js';
+import { BodyWriter, createFileJobs } from './file-jobs.js';
 import { SpecialFileError, SpecialFiles } from './special-files.js';
 
 export interface UnpackWarning {
@@ -75,7 +76,7 @@ export class TreeWriter {
   readonly #root: Buffer;
   readonly #policy: UnpackPolicy;
   readonly #dirs = new Directories();
-  readonly #jobs = new FileJobs();
+  readonly #jobs = createFileJobs();
   readonly #special: SpecialFiles;
   readonly #onWarning: ((warning: UnpackWarning) => void) | undefined;
   /** Files we create are ours already; chown only when the owner differs. */
@@ -180,19 +181,18 @@ export class TreeWriter {
     if (this.#isSmallPlainFile(header)) {
       const chunks: Buffer[] = [];
       if (header.size > 0) for await (const chunk of entry.body()) chunks.push(chunk);
-      // A copy: a slice would keep the whole source chunk alive while the job waits.
-      const body = Buffer.concat(chunks);
       const owner = !this.#policy.rootless && (header.uid !== this.#ownUid || header.gid !== this.#ownGid);
       await this.#jobs.add(key, {
         path,
         flags: CREATE_FILE,
-        body,
+        body: chunks,
         ...(owner ? { owner: { uid: header.uid, gid: header.gid } } : {}),
         mode: header.mode & 0o7777,
         mtime: entryMtime(header),
       });
       return;
     }
+    await this.#settleParent(key);
     const fd = this.#create(key, path, () => openSync(path, CREATE_FILE, 0o600));
     try {
       if (header.sparse !== undefined) {
@@ -224,11 +224,34 @@ export class TreeWriter {
   /** No xattrs to set (or owner to record), not sparse, small enough to hold: a job. */
   #isSmallPlainFile(header: TarHeader): boolean {
     if (header.size > SMALL_FILE_BYTES || header.sparse !== undefined) return false;
-    if (header.pax.length > 0 && entryXattrs(header).length > 0) return false;
-    return !this.#policy.rootless || rootlessOwnerRecord(header.uid, header.gid) === undefined;
+    return !this.#hasXattrsToSet(header);
+  }
+
+  /** Whether the entry has xattrs, or a rootless owner record: those are set here, synchronously. */
+  #hasXattrsToSet(header: TarHeader): boolean {
+    if (header.pax.length > 0 && entryXattrs(header).length > 0) return true;
+    return this.#policy.rootless && rootlessOwnerRecord(header.uid, header.gid) !== undefined;
+  }
+
+  /**
+   * Waits until the parent of `key` exists on disk: it may be a directory queued on the pool.
+   * Its own parents were made before it (batches wait for the batches that make their
+   * parents), so the parent is enough.
+   */
+  async #settleParent(key: string): Promise<void> {
+    if (this.#jobs.size === 0) return;
+    const slash = key.lastIndexOf('/');
+    if (slash !== -1) await this.#jobs.settle(key.slice(0, slash));
   }
 
   async #writeDirectory(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    if (!this.#dirs.has(key) && this.#jobs.queuesDirectories && !this.#hasXattrsToSet(header)) {
+      // Made on the pool with the files around it; the batch keeps it before its children.
+      await this.#jobs.addDirectory(key, { path, ...(this.#policy.rootless ? {} : { owner: { uid: header.uid, gid: header.gid } }) });
+      this.#dirs.declare(key, path, header.mode & 0o7777, entryMtime(header));
+      return;
+    }
+    await this.#settleParent(key);
     if (!this.#dirs.has(key)) {
       try {
         mkdirSync(path, 0o700);
@@ -249,6 +272,7 @@ export class TreeWriter {
   async #writeSymlink(header: TarHeader, key: string, path: Buffer): Promise<void> {
     // The target is data, written as it is: absolute and `..` targets are legal in a rootfs,
     // and nothing here ever follows one.
+    await this.#settleParent(key);
     this.#create(key, path, () => symlinkSync(header.linkname, path));
     this.#chown(path, header, false);
     await this.#setXattrs(path, header, key);
@@ -269,10 +293,12 @@ export class TreeWriter {
     }
     if (stats.isDirectory()) throw new UnsafeEntryError(`${describe(header.name)}: a hardlink to the directory ${describe(header.linkname)}`);
     // link(2) never follows a symlink at the target: a link to a symlink links the symlink.
+    await this.#settleParent(key);
     this.#create(key, path, () => linkSync(target, path));
   }
 
   async #writeDevice(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    await this.#settleParent(key);
     if (!this.#policy.rootless) {
       const type = header.type === 'block-device' ? S_IFBLK : S_IFCHR;
       try {
@@ -299,6 +325,7 @@ export class TreeWriter {
   }
 
   async #writeFifo(header: TarHeader, key: string, path: Buffer): Promise<void> {
+    await this.#settleParent(key);
     await this.#createSpecial(key, path, () => this.#special.mkfifo(path, header.mode & 0o777));
     await this.#finishSpecial(header, key, path);
   }
@@ -333,6 +360,9 @@ export class TreeWriter {
   async #checkParents(key: string, create: boolean, name: Buffer): Promise<void> {
     const last = key.lastIndexOf('/');
     if (last === -1 || this.#dirs.has(key.slice(0, last))) return;
+    // Rare (a parent after its children, or a missing one): the known ones must be on disk
+    // before the rest are looked at and made.
+    await this.#jobs.settleAll();
     for (let slash = key.indexOf('/'); slash !== -1; slash = key.indexOf('/', slash + 1)) {
       const parent = key.slice(0, slash);
       if (this.#dirs.has(parent)) continue;

@@ -4,7 +4,7 @@
  * is tested by running the unpack tests again with OCI_ROOTFS_NATIVE=0 (.ci/run).
  */
 import { spawnSync } from 'node:child_process';
-import { constants, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { constants, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -133,36 +133,129 @@ describe('the fs addon', () => {
   });
 });
 
-describe('writeFile of the fs addon', () => {
-  const write = (fs: NativeFsBinding, path: Buffer, flags: number, body: Buffer, uid: number, gid: number, mode: number, mtime: number) =>
-    new Promise<void>((resolve, reject) => fs.writeFile(path, flags, body, uid, gid, mode, mtime, (error) => (error === null ? resolve() : reject(error))));
+describe('writeBatch of the fs addon', () => {
   const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  interface Entry {
+    path: string;
+    kind: 'file' | 'directory';
+    body?: string;
+    uid?: number;
+    gid?: number;
+    mode?: number;
+    mtime?: number;
+  }
+  /** Packs the entries as file-jobs.ts does and runs one batch; resolves with [errno, syscall number] per entry. */
+  const batch = (fs: NativeFsBinding, entries: Entry[]) => {
+    const meta = new Float64Array(entries.length * 9);
+    const paths: Buffer[] = [];
+    const bodies: Buffer[] = [];
+    let pathAt = 0;
+    let bodyAt = 0;
+    entries.forEach((entry, i) => {
+      const path = Buffer.from(`${entry.path}\0`);
+      const body = Buffer.from(entry.body ?? '');
+      meta.set([CREATE, entry.uid ?? -1, entry.gid ?? 0, entry.mode ?? 0o644, entry.mtime ?? 0, pathAt, bodyAt, body.length, entry.kind === 'file' ? 0 : 1], i * 9);
+      paths.push(path);
+      bodies.push(body);
+      pathAt += path.length;
+      bodyAt += body.length;
+    });
+    const results = new Int32Array(entries.length * 2).fill(-1);
+    return new Promise<Array<[number, number]>>((resolve, reject) =>
+      fs.writeBatch(meta, Buffer.concat(paths), Buffer.concat(bodies), results, (error) =>
+        error === null ? resolve(entries.map((_, i) => [results[2 * i] as number, results[2 * i + 1] as number])) : reject(error),
+      ),
+    );
+  };
 
-  it('writes a whole file with its owner, mode (setuid kept after chown) and mtime, in one call', async () => {
+  it('makes directories and files in order, each with its owner, mode (setuid kept) and mtime', async () => {
     const fs = addon();
-    const path = join(dir, 'f');
-    const body = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 251));
-    await write(fs, bytes(path), CREATE, body, isRoot ? 1234 : -1, isRoot ? 5678 : 0, 0o4755, 1_600_000_000.25);
-    // Before reading it back: the read moves the atime (relatime).
-    const stats = lstatSync(path, { bigint: true });
-    expect(Number(stats.mode & 0o7777n)).toBe(0o4755);
-    expect(stats.mtimeNs).toBe(1_600_000_000_250_000_000n);
-    expect(stats.atimeNs).toBe(1_600_000_000_250_000_000n);
-    if (isRoot) expect([stats.uid, stats.gid]).toEqual([1234n, 5678n]);
-    expect(readFileSync(path).equals(body)).toBe(true);
+    const owner = isRoot ? { uid: 1234, gid: 5678 } : {};
+    const results = await batch(fs, [
+      { path: join(dir, 'a'), kind: 'directory', ...owner },
+      { path: join(dir, 'a/b'), kind: 'directory' },
+      { path: join(dir, 'a/b/f'), kind: 'file', body: 'hello', ...owner, mode: 0o4755, mtime: 1_600_000_000.5 },
+      { path: join(dir, 'a/empty'), kind: 'file', mode: 0o600, mtime: 1_500_000_000 },
+    ]);
+    expect(results).toEqual([
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [0, 0],
+    ]);
+    const file = lstatSync(join(dir, 'a/b/f'), { bigint: true });
+    expect(Number(file.mode & 0o7777n)).toBe(0o4755);
+    expect(file.mtimeNs).toBe(1_600_000_000_500_000_000n);
+    expect(file.atimeNs).toBe(1_600_000_000_500_000_000n);
+    expect(readFileSync(join(dir, 'a/b/f'), 'utf8')).toBe('hello');
+    expect(lstatSync(join(dir, 'a/empty')).size).toBe(0);
+    // Directories are made 0700: their mode comes in the unpack's finishing pass.
+    expect(lstatSync(join(dir, 'a/b')).mode & 0o7777).toBe(0o700);
+    if (isRoot) {
+      expect([file.uid, file.gid]).toEqual([1234n, 5678n]);
+      expect([lstatSync(join(dir, 'a')).uid, lstatSync(join(dir, 'a')).gid]).toEqual([1234, 5678]);
+    }
   });
 
-  it('fails with the errno of the syscall that failed: EEXIST from open, never following a symlink', async () => {
+  it('replaces a file or a symlink at the path without following it, and keeps an existing directory with its children', async () => {
     const fs = addon();
-    writeFileSync(join(dir, 'target'), 'keep');
-    symlinkSync('target', join(dir, 'link'));
-    const exists = await write(fs, bytes(join(dir, 'target')), CREATE, Buffer.from('x'), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(exists).toMatchObject({ code: 'EEXIST', syscall: 'open', errno: -17 });
-    const link = await write(fs, bytes(join(dir, 'link')), CREATE, Buffer.from('x'), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(link).toMatchObject({ code: 'EEXIST', syscall: 'open' });
-    expect(readFileSync(join(dir, 'target'), 'utf8')).toBe('keep');
-    const missing = await write(fs, bytes(join(dir, 'no/such/f')), CREATE, Buffer.alloc(0), -1, 0, 0o644, 0).catch((error: unknown) => error);
-    expect(missing).toMatchObject({ code: 'ENOENT', syscall: 'open' });
+    writeFileSync(join(dir, 'outside'), 'keep');
+    symlinkSync(join(dir, 'outside'), join(dir, 'link'));
+    symlinkSync(join(dir, 'outside'), join(dir, 'dirlink'));
+    writeFileSync(join(dir, 'old'), 'old');
+    const results = await batch(fs, [
+      { path: join(dir, 'link'), kind: 'file', body: 'new' },
+      { path: join(dir, 'dirlink'), kind: 'directory' },
+      { path: join(dir, 'old'), kind: 'file', body: 'newer' },
+    ]);
+    expect(results.map(([errno]) => errno)).toEqual([0, 0, 0]);
+    expect(readFileSync(join(dir, 'outside'), 'utf8')).toBe('keep');
+    expect(lstatSync(join(dir, 'link')).isFile()).toBe(true);
+    expect(readFileSync(join(dir, 'link'), 'utf8')).toBe('new');
+    expect(lstatSync(join(dir, 'dirlink')).isDirectory()).toBe(true);
+    expect(readFileSync(join(dir, 'old'), 'utf8')).toBe('newer');
+    const again = await batch(fs, [
+      { path: join(dir, 'dirlink/child'), kind: 'file', body: 'c' },
+      { path: join(dir, 'dirlink'), kind: 'directory' },
+    ]);
+    expect(again).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    expect(readFileSync(join(dir, 'dirlink/child'), 'utf8')).toBe('c');
+  });
+
+  it('reports the errno and the syscall of each entry that failed and goes on with the next', async () => {
+    const fs = addon();
+    mkdirSync(join(dir, 'd'));
+    const results = await batch(fs, [
+      { path: join(dir, 'd'), kind: 'file', body: 'x' },
+      { path: join(dir, 'missing/f'), kind: 'file' },
+      { path: join(dir, 'missing/d'), kind: 'directory' },
+      { path: join(dir, 'ok'), kind: 'file', body: 'ok' },
+    ]);
+    // 1 open, 9 mkdir (file-jobs.ts names them).
+    expect(results).toEqual([
+      [17, 1],
+      [2, 1],
+      [2, 9],
+      [0, 0],
+    ]);
+    expect(lstatSync(join(dir, 'd')).isDirectory()).toBe(true);
+    expect(readFileSync(join(dir, 'ok'), 'utf8')).toBe('ok');
+  });
+
+  it('refuses a batch whose offsets reach outside its buffers before any syscall', () => {
+    const fs = addon();
+    const path = Buffer.from(`${join(dir, 'f')}\0`);
+    const meta = new Float64Array([CREATE, -1, 0, 0o644, 0, 0, 0, 10, 0]);
+    const call = (m: Float64Array, paths: Buffer) => thrown(() => fs.writeBatch(m, paths, Buffer.alloc(4), new Int32Array(2), () => undefined));
+    expect(call(meta, path).code).toBe('ERR_OUT_OF_RANGE');
+    expect(call(new Float64Array([CREATE, -1, 0, 0o644, 0, path.length, 0, 0, 0]), path).code).toBe('ERR_OUT_OF_RANGE');
+    expect(call(new Float64Array([CREATE, -1, 0, 0o644, 0, 0, 0, 0, 0]), Buffer.from(join(dir, 'f'))).code).toBe('ERR_OUT_OF_RANGE');
+    expect(call(new Float64Array([CREATE, -1, 0, 0o644, 0, 0, 0, 0, 7]), path).code).toBe('ERR_OUT_OF_RANGE');
+    expect(call(new Float64Array(8), path).code).toBe('ERR_OUT_OF_RANGE');
+    expect(() => lstatSync(join(dir, 'f'))).toThrow(/ENOENT/);
   });
 });
 

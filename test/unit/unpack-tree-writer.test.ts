@@ -5,6 +5,7 @@
  * keep sparse files sparse, give directories their metadata after their children, and record
  * rootless owners exactly as umoci does.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
@@ -56,6 +57,13 @@ const file = (name: string | Buffer, content: string, more: Partial<TarHeader> =
 const dir = (name: string, more: Partial<TarHeader> = {}): TarEntry => entry(header(name, 'directory', more));
 const symlink = (name: string, target: string): TarEntry => entry(header(name, 'symlink', { mode: 0o777, linkname: Buffer.from(target) }));
 const hardlink = (name: string, target: string): TarEntry => entry(header(name, 'link', { linkname: Buffer.from(target) }));
+
+/** One xattr's value as getfattr (the attr package, as in native-fs.test.ts) reads it. */
+function getfattrValue(path: string, name: string): string {
+  const result = spawnSync('getfattr', ['-h', '--absolute-names', '--only-values', '-n', name, path], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`getfattr failed: ${result.stderr}`);
+  return result.stdout;
+}
 
 let work: string;
 let root: string;
@@ -135,6 +143,38 @@ describe('never outside the root', () => {
 });
 
 describe('what the stream says, in order', () => {
+  it('writes every kind of entry straight after the directories it lies in, while those may still be on their way to disk', async () => {
+    const big = Buffer.alloc(300 * 1024, 7);
+    const before = await sentinelState();
+    await unpack([
+      dir('a', { mode: 0o555 }),
+      dir('a/b'),
+      symlink('a/b/link', '../../elsewhere'),
+      dir('a/c'),
+      file('a/c/small', 'small'),
+      hardlink('a/c/hard', 'a/c/small'),
+      dir('a/d'),
+      entry(header('a/d/big', 'file', { size: big.length }), [big.subarray(0, 1000), big.subarray(1000)]),
+      dir('a/e'),
+      entry(header('a/e/fifo', 'fifo')),
+      dir('a/f'),
+      file('a/f/x', 'pax', { pax: [[paxKey('SCHILY.xattr.user.test'), Buffer.from('v')]] }),
+      symlink('g', sentinel),
+      dir('g'),
+      file('g/victim', 'inside'),
+    ]);
+    expect(await readlink(join(root, 'a/b/link'))).toBe('../../elsewhere');
+    expect((await stat(join(root, 'a/c/hard'))).ino).toBe((await stat(join(root, 'a/c/small'))).ino);
+    expect((await readFile(join(root, 'a/d/big'))).equals(big)).toBe(true);
+    expect((await lstat(join(root, 'a/e/fifo'))).isFIFO()).toBe(true);
+    expect(await readFile(join(root, 'a/f/x'), 'utf8')).toBe('pax');
+    expect(getfattrValue(join(root, 'a/f/x'), 'user.test')).toBe('v');
+    expect((await lstat(join(root, 'a'))).mode & 0o7777).toBe(0o555);
+    expect((await lstat(join(root, 'g'))).isDirectory()).toBe(true);
+    expect(await readFile(join(root, 'g/victim'), 'utf8')).toBe('inside');
+    expect(await sentinelState()).toBe(before);
+  });
+
   it('lets the later copy of a path win, whatever the types', async () => {
     await unpack([
       file('f', 'first'),
