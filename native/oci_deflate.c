@@ -10,6 +10,8 @@
  *   pending(): number       works queued or running, for tests that abort mid-stream
  *   libdeflateVersion: string
  */
+/* mmap and MAP_ANONYMOUS under -std=c11. */
+#define _DEFAULT_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -17,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* The OS byte of the gzip header (RFC 1952): libdeflate writes 255 "unknown"; node:zlib on
  * Linux, GNU gzip and pako write 3 "Unix", and every engine of ours writes the same header. */
@@ -33,6 +36,7 @@ typedef struct {
   size_t input_length;
   int level;
   unsigned char *output;
+  size_t output_capacity; /* bytes mapped at `output` */
   size_t output_length;
   const char *error; /* set by execute(); a static string */
 } deflate_job;
@@ -63,11 +67,16 @@ static void execute(napi_env env, void *data) {
     return;
   }
   size_t bound = libdeflate_gzip_compress_bound(compressor, job->input_length);
-  job->output = malloc(bound);
-  if (job->output == NULL) {
+  /* Mapped, not malloc'd: a block's bound (~1 MiB) taken from a pool thread's malloc arena
+   * and freed on the main thread is kept by glibc for reuse, and those arenas grew the
+   * process by ~18 MiB over a 2 GB pull. A mapping is handed back whole when unmapped. */
+  void *mapped = mmap(NULL, bound, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) {
     job->error = "out of memory for a gzip member";
     return;
   }
+  job->output = mapped;
+  job->output_capacity = bound;
   /* libdeflate reads nothing of an empty input, but must not be handed NULL. */
   static const unsigned char nothing[1] = {0};
   const unsigned char *input = job->input_length == 0 ? nothing : job->input;
@@ -83,7 +92,7 @@ static void release(napi_env env, deflate_job *job) {
   if (job->input_ref != NULL) napi_delete_reference(env, job->input_ref);
   if (job->callback_ref != NULL) napi_delete_reference(env, job->callback_ref);
   if (job->work != NULL) napi_delete_async_work(env, job->work);
-  free(job->output);
+  if (job->output != NULL) munmap(job->output, job->output_capacity);
   free(job);
 }
 
@@ -96,7 +105,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   const char *error = job->error;
   if (status != napi_ok && error == NULL) error = "the deflate job was cancelled";
   if (error == NULL) {
-    /* A copy of the exact size: the bound-sized malloc is freed at once and no external
+    /* A copy of the exact size: the bound-sized mapping is freed at once and no external
      * buffer is needed (runtimes with the V8 sandbox refuse those). */
     void *copy = NULL;
     if (napi_create_buffer_copy(env, job->output_length, job->output, &copy, &argv[1]) != napi_ok) {
