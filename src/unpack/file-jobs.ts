@@ -80,31 +80,37 @@ function jobFailure(key: string, error: unknown): OciRootfsError {
 }
 
 /** node:fs: each file is six promisified calls, a bounded number of files at a time. */
-export class PooledFileJobs implements FileJobs {
+/** What both queues keep: the job of each path not yet on disk, and the first failure. */
+abstract class KeyedJobs<Job> {
+  protected readonly byKey = new Map<string, Job>();
+  protected failure: { error: unknown } | undefined;
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure.error;
+  }
+}
+
+export class PooledFileJobs extends KeyedJobs<Promise<void>> implements FileJobs {
   readonly queuesDirectories = false;
-  readonly #byKey = new Map<string, Promise<void>>();
   #bytes = 0;
-  #failure: { error: unknown } | undefined;
 
   constructor(
     readonly maxJobs = 32,
     readonly maxBytes = 2 * 1024 * 1024,
-  ) {}
-
-  get size(): number {
-    return this.#byKey.size;
-  }
-
-  has(key: string): boolean {
-    return this.#byKey.has(key);
-  }
-
-  throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure.error;
+  ) {
+    super();
   }
 
   async settle(key: string): Promise<void> {
-    const job = this.#byKey.get(key);
+    const job = this.byKey.get(key);
     if (job !== undefined) await job;
   }
 
@@ -114,7 +120,7 @@ export class PooledFileJobs implements FileJobs {
   }
 
   async settleAll(): Promise<void> {
-    while (this.#byKey.size > 0) await Promise.all(this.#byKey.values());
+    while (this.byKey.size > 0) await Promise.all(this.byKey.values());
   }
 
   async add(key: string, job: FileJob): Promise<void> {
@@ -122,20 +128,20 @@ export class PooledFileJobs implements FileJobs {
     // A copy: a slice would keep the whole source chunk alive while the job waits.
     const body = Buffer.concat(job.body);
     const bytes = body.length;
-    while (this.#byKey.size >= this.maxJobs || (this.#byKey.size > 0 && this.#bytes + bytes > this.maxBytes)) {
-      await Promise.race(this.#byKey.values());
+    while (this.byKey.size >= this.maxJobs || (this.byKey.size > 0 && this.#bytes + bytes > this.maxBytes)) {
+      await Promise.race(this.byKey.values());
     }
     this.throwIfFailed();
     this.#bytes += bytes;
     const running: Promise<void> = writeFile(job, body)
       .catch((error: unknown) => {
-        this.#failure ??= { error: jobFailure(key, error) };
+        this.failure ??= { error: jobFailure(key, error) };
       })
       .finally(() => {
         this.#bytes -= bytes;
-        if (this.#byKey.get(key) === running) this.#byKey.delete(key);
+        if (this.byKey.get(key) === running) this.byKey.delete(key);
       });
-    this.#byKey.set(key, running);
+    this.byKey.set(key, running);
   }
 
   addDirectory(): Promise<void> {
@@ -247,36 +253,24 @@ class Batch {
  * parent directory is created by an earlier batch still running makes its whole batch wait
  * for that one, so a directory always exists before anything is created in it.
  */
-export class BatchedFileJobs implements FileJobs {
+export class BatchedFileJobs extends KeyedJobs<Batch> implements FileJobs {
   readonly queuesDirectories = true;
-  readonly #byKey = new Map<string, Batch>();
   readonly #inFlight = new Set<Batch>();
   readonly #spare: Batch[] = [];
   #pending: Batch | undefined;
   #flushScheduled = false;
-  #failure: { error: unknown } | undefined;
 
   constructor(
     readonly native: NativeFsBinding,
     readonly maxFiles = 256,
     readonly maxBytes = 1024 * 1024,
     readonly maxInFlight = 2,
-  ) {}
-
-  get size(): number {
-    return this.#byKey.size;
-  }
-
-  has(key: string): boolean {
-    return this.#byKey.has(key);
-  }
-
-  throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure.error;
+  ) {
+    super();
   }
 
   async settle(key: string): Promise<void> {
-    const batch = this.#byKey.get(key);
+    const batch = this.byKey.get(key);
     if (batch === undefined) return;
     if (batch === this.#pending) this.#submit();
     await batch.done;
@@ -311,10 +305,10 @@ export class BatchedFileJobs implements FileJobs {
     this.throwIfFailed();
     const batch = (this.#pending ??= this.#newBatch());
     const slash = key.lastIndexOf('/');
-    const parent = slash === -1 ? undefined : this.#byKey.get(key.slice(0, slash));
+    const parent = slash === -1 ? undefined : this.byKey.get(key.slice(0, slash));
     if (parent !== undefined && parent !== batch && !batch.after.includes(parent.done)) batch.after.push(parent.done);
     batch.push(key, kind, job, size);
-    this.#byKey.set(key, batch);
+    this.byKey.set(key, batch);
     if (batch.full && this.#inFlight.size < this.maxInFlight) {
       this.#submit();
     } else if (!this.#flushScheduled) {
@@ -356,9 +350,9 @@ export class BatchedFileJobs implements FileJobs {
   #ended(batch: Batch, error: Error | null): void {
     for (let index = 0; index < batch.count; index++) {
       const key = batch.keys[index] as string;
-      if (this.#byKey.get(key) === batch) this.#byKey.delete(key);
+      if (this.byKey.get(key) === batch) this.byKey.delete(key);
       const failed = error ?? batch.error(index);
-      if (failed !== undefined) this.#failure ??= { error: jobFailure(key, failed) };
+      if (failed !== undefined) this.failure ??= { error: jobFailure(key, failed) };
     }
     this.#inFlight.delete(batch);
     batch.reset();
