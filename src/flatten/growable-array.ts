@@ -28,15 +28,19 @@ const ResizableArrayBuffer = ArrayBuffer as unknown as new (
 /** Address space reserved per array: 2 GiB, 512 million nodes of an Int32Array. */
 const MAX_BYTES = 2 ** 31;
 
-/** The buffers made here: memoryUsage().arrayBuffers does not count resizable ones. */
+/** The live buffers made here: memoryUsage().arrayBuffers does not count resizable ones. */
 const made = new Set<WeakRef<ArrayBuffer>>();
+/** Forgets a buffer once collected, so a process that flattens image after image keeps no trail. */
+const forget = new FinalizationRegistry<WeakRef<ArrayBuffer>>((ref) => made.delete(ref));
 
 /** An array of `capacity` elements (all `fill`, else 0) that {@link grown} can grow in place. */
 export function growableArray<T extends IntArray>(type: IntArrayConstructor<T>, capacity: number, fill?: number): T {
   let array: T;
   try {
     const buffer = new ResizableArrayBuffer(capacity * type.BYTES_PER_ELEMENT, { maxByteLength: MAX_BYTES });
-    made.add(new WeakRef(buffer));
+    const ref = new WeakRef(buffer);
+    made.add(ref);
+    forget.register(buffer, ref);
     // No length given: the view tracks the buffer's length as it grows.
     array = new type(buffer);
   } catch {
@@ -68,10 +72,6 @@ export function grown<T extends IntArray>(array: T, capacity: number, fill?: num
 /** Bytes held by live growable arrays (for measurements: process.memoryUsage() misses them). */
 export function growableBytes(): number {
   let total = 0;
-  for (const ref of made) {
-    const buffer = ref.deref();
-    if (buffer === undefined) made.delete(ref);
-    else total += buffer.byteLength;
-  }
+  for (const ref of made) total += ref.deref()?.byteLength ?? 0;
   return total;
 }
