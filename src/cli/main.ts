@@ -22,12 +22,11 @@ if (asksForVersionOnly(process.argv.slice(2))) {
   // the parser hands on without looking at their bytes. Set before undici is loaded.
   setFlagsFromString('--liftoff-only');
   const { runCli } = await import('./program.js');
-  const code = await runCli(process.argv, {
+  // exitCode, not exit(): stdout may still be flushing the bytes already written.
+  process.exitCode = await runCli(process.argv, {
     stdin: process.stdin,
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
   });
-  // exitCode, not exit(): stdout may still be flushing the bytes already written.
-  process.exitCode = code;
 }
