@@ -15,7 +15,8 @@
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { Deflate } from 'pako';
 import { EngineUnavailableError, UsageError } from '../errors.js';
-import { loadNativeDeflate, nativeDisabled, nativeLoadError, nativeMember, NATIVE_ENV } from './native-deflate.js';
+import { NATIVE_ENV, nativeDisabled } from '../native-addon.js';
+import { loadNativeDeflate, nativeLoadError, nativeMember } from './native-deflate.js';
 import { ParallelGzip } from './parallel-gzip.js';
 import { createZstdCompressor, nodeHasZstd, zstdAvailable } from './zstd.js';
 

@@ -5,7 +5,7 @@
  * unloadable addon is not an error, only the reason gzip falls back to node:zlib.
  * `OCI_ROOTFS_NATIVE=0` turns it off (to compare engines, or to rule it out).
  */
-import { createRequire } from 'node:module';
+import { addonLoader } from '../native-addon.js';
 import type { MemberDeflater } from './parallel-gzip.js';
 
 /** What native/oci_deflate.c exports. */
@@ -17,44 +17,19 @@ export interface NativeDeflateBinding {
   libdeflateVersion: string;
 }
 
-/** Relative to src/streams/ and dist/streams/ alike. */
-const ADDON_PATH = '../../native/build/Release/oci_deflate.node';
-
-/** The environment variable that turns the addon off: `OCI_ROOTFS_NATIVE=0`. */
-export const NATIVE_ENV = 'OCI_ROOTFS_NATIVE';
-
-let binding: NativeDeflateBinding | null | undefined;
-let loadError: unknown;
-
-/** Whether the environment turns the addon off (`0`, `false`, `no`, `off`). */
-export function nativeDisabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  const value = env[NATIVE_ENV]?.trim().toLowerCase();
-  return value === '0' || value === 'false' || value === 'no' || value === 'off';
-}
+const addon = addonLoader<NativeDeflateBinding>('oci_deflate.node', ['deflate', 'pending'], 'deflate');
 
 /**
  * The addon, or undefined when it is turned off or cannot be loaded (then
- * {@link nativeLoadError} says why). Loaded once per process; the environment is read on
- * every call.
+ * {@link nativeLoadError} says why).
  */
 export function loadNativeDeflate(env: NodeJS.ProcessEnv = process.env): NativeDeflateBinding | undefined {
-  if (nativeDisabled(env)) return undefined;
-  if (binding === undefined) {
-    try {
-      const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeDeflateBinding>;
-      binding = typeof loaded.deflate === 'function' && typeof loaded.pending === 'function' ? (loaded as NativeDeflateBinding) : null;
-      if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs deflate addon`);
-    } catch (error) {
-      binding = null;
-      loadError = error;
-    }
-  }
-  return binding ?? undefined;
+  return addon.load(env);
 }
 
 /** Why the addon could not be loaded, once {@link loadNativeDeflate} tried. */
 export function nativeLoadError(): unknown {
-  return loadError;
+  return addon.loadError();
 }
 
 /** A {@link MemberDeflater} on `addon`: libdeflate on libuv's thread pool. */

@@ -6,8 +6,7 @@
  * helper process (special-files.ts) and the latter with node:fs (file-jobs.ts).
  * `OCI_ROOTFS_NATIVE=0` turns it off, as it does the deflate addon.
  */
-import { createRequire } from 'node:module';
-import { nativeDisabled } from '../streams/native-deflate.js';
+import { addonLoader } from '../native-addon.js';
 
 /** What native/oci_fs.c exports. Errors carry `code` (the errno name) and `errno` (negative), like node:fs's. */
 export interface NativeFsBinding {
@@ -29,36 +28,19 @@ export interface NativeFsBinding {
   writeBatch(meta: Float64Array, paths: Buffer, bodies: Buffer, results: Int32Array, callback: (error: Error | null) => void): void;
 }
 
-/** Relative to src/unpack/ and dist/unpack/ alike. */
-const ADDON_PATH = '../../native/build/Release/oci_fs.node';
-
-let binding: NativeFsBinding | null | undefined;
-let loadError: unknown;
+const addon = addonLoader<NativeFsBinding>('oci_fs.node', ['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeBatch'], 'fs');
 
 /**
  * The addon, or undefined when it is turned off or cannot be loaded (then
- * {@link nativeFsLoadError} says why). Loaded once per process; the environment is read on
- * every call.
+ * {@link nativeFsLoadError} says why).
  */
 export function loadNativeFs(env: NodeJS.ProcessEnv = process.env): NativeFsBinding | undefined {
-  if (nativeDisabled(env)) return undefined;
-  if (binding === undefined) {
-    try {
-      const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeFsBinding>;
-      const complete = (['lsetxattr', 'lremovexattr', 'llistxattr', 'mknod', 'mkfifo', 'writeBatch'] as const).every((name) => typeof loaded[name] === 'function');
-      binding = complete ? (loaded as NativeFsBinding) : null;
-      if (binding === null) loadError = new Error(`${ADDON_PATH} is not the oci-rootfs fs addon`);
-    } catch (error) {
-      binding = null;
-      loadError = error;
-    }
-  }
-  return binding ?? undefined;
+  return addon.load(env);
 }
 
 /** Why the addon could not be loaded, once {@link loadNativeFs} tried. */
 export function nativeFsLoadError(): unknown {
-  return loadError;
+  return addon.loadError();
 }
 
 /** What `unpack` uses for xattrs, device nodes and fifos: `native` or `python3` (for `--version`). */

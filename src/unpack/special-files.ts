@@ -17,7 +17,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import { nativeDisabled } from '../streams/native-deflate.js';
+import { nativeDisabled } from '../native-addon.js';
 import { loadNativeFs, type NativeFsBinding } from './native-fs.js';
 
 const OP_SETXATTR = 1;

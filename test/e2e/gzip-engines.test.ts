@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CompressorEngine } from '../../src/streams/compress.js';
-import { nativeDisabled } from '../../src/streams/native-deflate.js';
+import { nativeDisabled } from '../../src/native-addon.js';
 import { makeTar, pushImage } from '../helpers/push.js';
 
 const registry = inject('registry');

@@ -13,7 +13,8 @@ import {
   resolveGzipEngine,
   type CompressorEngine,
 } from '../../src/streams/compress.js';
-import { loadNativeDeflate, nativeDisabled } from '../../src/streams/native-deflate.js';
+import { nativeDisabled } from '../../src/native-addon.js';
+import { loadNativeDeflate } from '../../src/streams/native-deflate.js';
 
 /**
  * Every engine, or all but `native` when this run turns the addon off (.ci/run runs this
