@@ -8,6 +8,7 @@
  * not fit (long name or link target, id or mtime out of octal range) or `pax` is given.
  */
 import { gzipSync } from 'node:zlib';
+import type { TarHeader } from '../../src/streams/tar/types.js';
 
 export type FixtureType = 'file' | 'dir' | 'symlink' | 'link' | 'char' | 'block' | 'fifo';
 
@@ -207,6 +208,29 @@ export function encodeEntry(entry: FixtureEntry): Buffer {
     padded(body),
   );
   return Buffer.concat(out);
+}
+
+
+/**
+ * A parsed header as the reader hands it on: a root-owned 0644 empty regular file with mtime 0
+ * and no extensions, unless `fields` says otherwise.
+ */
+export function tarHeader(fields: Partial<TarHeader> & { name: Buffer }): TarHeader {
+  return {
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    linkname: Buffer.alloc(0),
+    uname: Buffer.alloc(0),
+    gname: Buffer.alloc(0),
+    devmajor: 0,
+    devminor: 0,
+    pax: [],
+    ...fields,
+  };
 }
 
 /** A whole tar: the entries, then (unless `endMarker: false`) two zero blocks. */

@@ -8,7 +8,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { MalformedArchiveError } from '../../src/errors.js';
 import type { FlattenWarning } from '../../src/flatten/flatten.js';
-import { buildTar } from '../helpers/tar-fixture.js';
+import { buildTar, tarHeader } from '../helpers/tar-fixture.js';
 import type { ReadTarOptions } from '../../src/streams/tar/reader.js';
 import type { TarEntry, TarHeader } from '../../src/streams/tar/types.js';
 
@@ -19,22 +19,8 @@ let segments: ReadonlyArray<readonly [number, number]> = [[0, 512], [SIZE - 3, 3
 const reads: string[] = [];
 let storedBytes = STORED;
 
-const sparseHeader = (): TarHeader => ({
-  name: Buffer.from('var/lib/sparse.img'),
-  type: 'file',
-  mode: 0o644,
-  uid: 0,
-  gid: 0,
-  size: SIZE,
-  mtime: 1_700_000_000,
-  linkname: Buffer.alloc(0),
-  uname: Buffer.alloc(0),
-  gname: Buffer.alloc(0),
-  devmajor: 0,
-  devminor: 0,
-  pax: [],
-  sparse: { segments },
-});
+const sparseHeader = (): TarHeader =>
+  tarHeader({ name: Buffer.from('var/lib/sparse.img'), size: SIZE, mtime: 1_700_000_000, sparse: { segments } });
 
 /** The whole content: the segments' bytes where they lie, zeros elsewhere. */
 function expanded(): Buffer {

@@ -28,6 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bodyLength, encodeHeader, END_OF_ARCHIVE, paddingFor, paxKey, readTar } from '../../src/streams/tar/index.js';
 import type { TarHeader } from '../../src/streams/tar/index.js';
+import { tarHeader } from '../helpers/tar-fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'tar-consumers-'));
 // The unprivileged extraction must reach the archive.
@@ -108,21 +109,7 @@ function digestFile(path: Buffer): string {
 }
 
 function header(fields: Partial<TarHeader> & { name: Buffer }): TarHeader {
-  return {
-    type: 'file',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: 0,
-    mtime: MTIME,
-    linkname: Buffer.alloc(0),
-    uname: Buffer.alloc(0),
-    gname: Buffer.alloc(0),
-    devmajor: 0,
-    devminor: 0,
-    pax: [],
-    ...fields,
-  };
+  return tarHeader({ mtime: MTIME, ...fields });
 }
 
 // ---------------------------------------------------------------------------------------------

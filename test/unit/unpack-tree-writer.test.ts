@@ -20,26 +20,18 @@ import { createPartialDirectory, emptyDirectory, removeTree } from '../../src/un
 import { SpecialFiles } from '../../src/unpack/special-files.js';
 import { TreeWriter, entryKey, type UnpackWarning } from '../../src/unpack/tree-writer.js';
 import { checkUnpackSupported } from '../../src/unpack/unpack-rootfs.js';
+import { tarHeader } from '../helpers/tar-fixture.js';
 
 const T0 = 1_600_000_000;
 
 function header(name: string | Buffer, type: TarEntryType, more: Partial<TarHeader> = {}): TarHeader {
-  return {
+  return tarHeader({
     name: typeof name === 'string' ? Buffer.from(name) : name,
     type,
     mode: type === 'directory' ? 0o755 : 0o644,
-    uid: 0,
-    gid: 0,
-    size: 0,
     mtime: T0,
-    linkname: Buffer.alloc(0),
-    uname: Buffer.alloc(0),
-    gname: Buffer.alloc(0),
-    devmajor: 0,
-    devminor: 0,
-    pax: [],
     ...more,
-  };
+  });
 }
 
 let ordinal = 0;
